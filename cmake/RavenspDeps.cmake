@@ -4,12 +4,12 @@
 
 if(RAVENSP_WITH_TORCH)
   if(NOT Torch_DIR)
-    find_package(Python3 COMPONENTS Interpreter REQUIRED)
+    find_package(Python COMPONENTS Interpreter REQUIRED)
     execute_process(
-      COMMAND ${Python3_EXECUTABLE} -c "import torch; print(torch.utils.cmake_prefix_path)"
+      COMMAND ${Python_EXECUTABLE} -c "import torch; print(torch.utils.cmake_prefix_path)"
       OUTPUT_VARIABLE _torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _rc)
     if(NOT _rc EQUAL 0)
-      message(FATAL_ERROR "RAVENSP_WITH_TORCH=ON but `${Python3_EXECUTABLE} -c 'import torch'` failed; "
+      message(FATAL_ERROR "RAVENSP_WITH_TORCH=ON but `${Python_EXECUTABLE} -c 'import torch'` failed; "
                           "install torch or set Torch_DIR")
     endif()
     list(APPEND CMAKE_PREFIX_PATH ${_torch_prefix})
@@ -35,9 +35,9 @@ if(RAVENSP_WITH_NCCL)
 endif()
 
 if(RAVENSP_WITH_PYTHON)
-  find_package(Python3 COMPONENTS Interpreter Development.Module REQUIRED)
+  find_package(Python COMPONENTS Interpreter Development.Module REQUIRED)
   if(NOT pybind11_DIR)
-    execute_process(COMMAND ${Python3_EXECUTABLE} -c "import pybind11; print(pybind11.get_cmake_dir())"
+    execute_process(COMMAND ${Python_EXECUTABLE} -c "import pybind11; print(pybind11.get_cmake_dir())"
                     OUTPUT_VARIABLE pybind11_DIR OUTPUT_STRIP_TRAILING_WHITESPACE)
   endif()
   find_package(pybind11 CONFIG REQUIRED)
