@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: builds (via setup.sh), then CTest (GoogleTest, including
+# the multi-rank suites under mpirun on CPU ranks) and pytest. GPU tests skip
+# with a stated reason when no GPU is present.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+bash "$RAVENSP_ROOT/launch/setup.sh"
+source "$RAVENSP_ROOT/launch/env.sh"
+cd "$RAVENSP_ROOT"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # ranks share 2 cores in CI
+ctest --test-dir "$RAVENSP_BUILD" --output-on-failure -j2
+"$PY" -m pytest -q -rs tests/python "$@"
