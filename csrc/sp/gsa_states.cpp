@@ -1,0 +1,51 @@
+// ATen implementation of the closed-form SP GSA pieces (see gsa_states.h).
+#include "sp/gsa_states.h"
+
+namespace ravensp::sp {
+namespace {
+
+// R_t = sum_{j > t} g_j (exclusive suffix sum), computed from the end so its
+// precision does not depend on the magnitude of the prefix sums.
+at::Tensor suffix_log_decay(const at::Tensor& g) {
+  at::Tensor incl = g.flip(0).cumsum(0).flip(0);
+  return incl - g;
+}
+
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> piece_end_states(const at::Tensor& k, const at::Tensor& v,
+                                                   const at::Tensor& s, const at::Tensor& g,
+                                                   at::ScalarType accum) {
+  at::Tensor w = s.to(accum) * suffix_log_decay(g.to(accum)).exp();  // [T, H, M]
+  at::Tensor lk = at::einsum("thk,thm->hkm", {k.to(accum), w});
+  at::Tensor lv = at::einsum("thm,thv->hmv", {w, v.to(accum)});
+  return {lk, lv};
+}
+
+void add_final_state_grads(const at::Tensor& k, const at::Tensor& v, const at::Tensor& s,
+                           const at::Tensor& g, const at::Tensor& h0k, const at::Tensor& h0v,
+                           const at::Tensor& dHk, const at::Tensor& dHv, at::Tensor dk,
+                           at::Tensor dv, at::Tensor ds, at::Tensor dg) {
+  const auto acc = dHk.scalar_type();
+  at::Tensor ka = k.to(acc), va = v.to(acc), sa = s.to(acc), ga = g.to(acc);
+  at::Tensor e = suffix_log_decay(ga).exp();  // [T, H, M]
+  at::Tensor w = sa * e;
+  dk.add_(at::einsum("hkm,thm->thk", {dHk, w}).to(dk.scalar_type()));
+  dv.add_(at::einsum("thm,hmv->thv", {w, dHv}).to(dv.scalar_type()));
+  at::Tensor ds_corr =
+      e * (at::einsum("hkm,thk->thm", {dHk, ka}) + at::einsum("hmv,thv->thm", {dHv, va}));
+  ds.add_(ds_corr.to(ds.scalar_type()));
+  // dg_j = C0 + sum_{i < j} s_i ds_corr_i, C0 from the initial state's decay.
+  at::Tensor c = sa * ds_corr;
+  at::Tensor dgc = c.cumsum(0) - c;
+  if (h0k.defined() || h0v.defined()) {
+    at::Tensor decay = ga.sum(0).exp();  // [H, M]
+    at::Tensor c0 = at::zeros_like(decay);
+    if (h0k.defined()) c0 = c0 + (h0k.to(acc) * dHk).sum(1) * decay;
+    if (h0v.defined()) c0 = c0 + (h0v.to(acc) * dHv).sum(2) * decay;
+    dgc = dgc + c0.unsqueeze(0);
+  }
+  dg.add_(dgc.to(dg.scalar_type()));
+}
+
+}  // namespace ravensp::sp

@@ -1,0 +1,140 @@
+// SP GSA (LASP-2 and LASP-1) on P CPU ranks equals the single-process op in
+// fp64: outputs and every gradient on every rank, both layouts, an initial state
+// on rank 0, packed documents crossing rank boundaries; bad inputs fail on every
+// rank with a message naming the problem.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "ravensp/comm.h"
+#include "ravensp/ops.h"
+#include "ravensp/sp.h"
+
+namespace ravensp::sp {
+namespace {
+
+int64_t world_group() {
+  static int64_t h = register_group(std::shared_ptr<comm::Communicator>(comm::init_mpi_world()));
+  return h;
+}
+
+struct Global {
+  torch::Tensor q, k, v, s, g, hk0, hv0, w_out;
+};
+
+// Identical on every rank (same seed). The decay is strong enough that a state
+// from the wrong segment changes the result well beyond the tolerance.
+Global make_global(int64_t B, int64_t T, int64_t H, int64_t K, int64_t V, int64_t M) {
+  torch::manual_seed(42);
+  auto d = torch::kDouble;
+  Global x;
+  x.q = 0.5 * torch::randn({B, T, H, K}, d);
+  x.k = 0.5 * torch::randn({B, T, H, K}, d);
+  x.v = torch::randn({B, T, H, V}, d);
+  auto w = torch::rand({B, T, H, M}, d) * (torch::rand({B, T, H, M}, d) < 0.6);
+  x.g = -0.3 * torch::rand({B, T, H, M}, d) * w;
+  x.s = 1 - x.g.exp();
+  x.hk0 = torch::randn({B, H, K, M}, d);
+  x.hv0 = torch::randn({B, H, M, V}, d);
+  x.w_out = torch::randn({B, T, H, V}, d);
+  return x;
+}
+
+struct Case {
+  Layout layout;
+  StateExchange exchange;
+  bool packed;
+};
+
+void run_case(const Case& c) {
+  comm::Communicator& cm = group(world_group());
+  const int P = cm.size(), r = cm.rank();
+  const int64_t per_rank = c.layout == Layout::kZigzag ? 10 : 9;
+  const int64_t T = per_rank * P, B = c.packed ? 1 : 2, H = 2, K = 4, V = 3, M = 5;
+  Global x = make_global(B, T, H, K, V, M);
+  std::optional<torch::Tensor> cu;
+  if (c.packed) {
+    // A document of length 1, one spanning three or more ranks, boundaries on and
+    // off segment edges.
+    std::vector<int64_t> offs{0, 1, 4, 4 + per_rank, T - 2 * per_rank - 3, T - 1, T};
+    offs.erase(std::remove_if(offs.begin(), offs.end(), [&](int64_t o) { return o < 0 || o > T; }),
+               offs.end());
+    std::sort(offs.begin(), offs.end());
+    offs.erase(std::unique(offs.begin(), offs.end()), offs.end());
+    cu = torch::tensor(offs, torch::kLong);
+  }
+  // Single-process reference.
+  std::vector<torch::Tensor> ins{x.q, x.k, x.v, x.s, x.g};
+  if (!c.packed) ins.insert(ins.end(), {x.hk0, x.hv0});
+  for (auto& t : ins) t = t.clone().requires_grad_();
+  std::optional<torch::Tensor> h0k, h0v;
+  if (!c.packed) { h0k = ins[5]; h0v = ins[6]; }
+  auto [o_ref, hkT, hvT] = ops::gsa_chunk(ins[0], ins[1], ins[2], ins[3], ins[4], 0.7, h0k, h0v, cu, 4);
+  (o_ref * x.w_out).sum().backward();
+  // This rank's shard through the SP op.
+  std::vector<torch::Tensor> loc;
+  for (int i = 0; i < 5; ++i) loc.push_back(shard(ins[i].detach(), 1, c.layout, r, P).requires_grad_());
+  std::optional<torch::Tensor> lh0k, lh0v;
+  if (!c.packed && r == 0) {
+    lh0k = x.hk0.clone().requires_grad_();
+    lh0v = x.hv0.clone().requires_grad_();
+  }
+  auto o = sp_gsa(loc[0], loc[1], loc[2], loc[3], loc[4], 0.7, lh0k, lh0v, cu, world_group(),
+                  c.layout, c.exchange, 4);
+  (o * shard(x.w_out, 1, c.layout, r, P)).sum().backward();
+  const char* names[] = {"q", "k", "v", "s", "g"};
+  auto expect_close = [&](const torch::Tensor& got, const torch::Tensor& want, const std::string& what) {
+    ASSERT_TRUE(got.defined()) << what;
+    ASSERT_GT(want.abs().max().item<double>(), 1e-6) << what << " reference is zero";
+    EXPECT_LT((got - want).abs().max().item<double>(), 1e-10)
+        << what << " on rank " << r << " of " << P << " (" << layout_name(c.layout) << ")";
+  };
+  expect_close(o, shard(o_ref.detach(), 1, c.layout, r, P), "output");
+  for (int i = 0; i < 5; ++i)
+    expect_close(loc[i].grad(), shard(ins[i].grad(), 1, c.layout, r, P), std::string("d") + names[i]);
+  if (lh0k) {
+    expect_close(lh0k->grad(), ins[5].grad(), "dhk0");
+    expect_close(lh0v->grad(), ins[6].grad(), "dhv0");
+  }
+}
+
+TEST(SpGsa, Lasp2ContiguousWithInitialState) { run_case({Layout::kContiguous, StateExchange::kLasp2, false}); }
+TEST(SpGsa, Lasp2ZigzagWithInitialState) { run_case({Layout::kZigzag, StateExchange::kLasp2, false}); }
+TEST(SpGsa, Lasp2ContiguousPackedDocuments) { run_case({Layout::kContiguous, StateExchange::kLasp2, true}); }
+TEST(SpGsa, Lasp2ZigzagPackedDocuments) { run_case({Layout::kZigzag, StateExchange::kLasp2, true}); }
+TEST(SpGsa, Lasp1ContiguousWithInitialState) { run_case({Layout::kContiguous, StateExchange::kLasp1, false}); }
+TEST(SpGsa, Lasp1ZigzagPackedDocuments) { run_case({Layout::kZigzag, StateExchange::kLasp1, true}); }
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(SpGsa, RanksThatDisagreeFailTogether) {
+  comm::Communicator& cm = group(world_group());
+  const int64_t L = cm.rank() == cm.size() - 1 ? 6 : 8;  // the last rank has a different length
+  auto t = torch::randn({1, L, 1, 2}, torch::kDouble);
+  auto msg = error_of([&] { sp_gsa(t, t, t, t, -t.abs(), 1.0, {}, {}, {}, world_group(), Layout::kContiguous); });
+  EXPECT_NE(msg.find("disagree on local length"), std::string::npos) << msg;
+}
+
+TEST(SpGsa, BadLocalInputsNameTheArgument) {
+  auto t = torch::randn({1, 7, 1, 2}, torch::kDouble);
+  auto msg = error_of([&] { sp_gsa(t, t, t, t, -t.abs(), 1.0, {}, {}, {}, world_group(), Layout::kZigzag); });
+  EXPECT_NE(msg.find("local length 7 must be divisible by 2"), std::string::npos) << msg;
+  auto u = torch::randn({1, 8, 1, 2}, torch::kDouble);
+  msg = error_of([&] { sp_gsa(u, u.to(torch::kFloat), u, u, -u.abs(), 1.0, {}, {}, {}, world_group(), Layout::kContiguous); });
+  EXPECT_NE(msg.find("k must have q's dtype"), std::string::npos) << msg;
+  const int P = group(world_group()).size();
+  msg = error_of([&] {
+    sp_gsa(u, u, u, u, -u.abs(), 1.0, {}, {}, torch::tensor({0, 5}, torch::kLong), world_group(),
+           Layout::kContiguous);
+  });
+  EXPECT_NE(msg.find("must end at the global length " + std::to_string(8 * P)), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace ravensp::sp
