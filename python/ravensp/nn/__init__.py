@@ -18,3 +18,4 @@ __all__ = [
     "rope_positions",
     "route",
 ]
+from .attention import SPAttention  # noqa: E402,F401  (ring attention layer)
