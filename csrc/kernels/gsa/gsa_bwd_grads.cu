@@ -1,0 +1,295 @@
+// GSA backward, per chunk (CUDA), after the reverse scan has put the gradient at
+// each chunk's end state in dhk/dhv: (1) ds and dg, plus the pair matrices
+// Bm[t][i] = sum_m s_im e^{G_tm - G_im} du_tm and A2 (same with p) stored for
+// (2) dq, dk, dv, one 64-column output tile per block.
+#include "kernels/gsa/gsa_common.cuh"
+#include "kernels/gsa/gsa_gemm.cuh"
+#include "kernels/gsa/gsa_intra.cuh"
+#include "kernels/gsa/gsa_launch.cuh"
+#include "kernels/gsa/gsa_plan.h"
+
+namespace ravensp::kernels::gsa_cuda {
+namespace {
+
+constexpr int kDsSlice = 32;  // slot slice of the ds kernel (keeps its shared memory small)
+
+template <typename T>
+struct DsSmem {
+  int lda, lde, ldc, ldx;
+  __host__ __device__ DsSmem()
+      : lda(ld_of<float>(kChunk)), lde(ld_ew(kDsSlice)), ldc(ld_of<float>(kDsSlice)),
+        ldx(ld_of<T>(kTile)) {}
+  __host__ __device__ size_t floats() const {
+    return static_cast<size_t>(kChunk) * (4 * lda + 6 * lde + ldc) + 8 * kDsSlice + 64;
+  }
+  __host__ __device__ size_t bytes() const {
+    return floats() * sizeof(float) + 2 * kChunk * ldx * sizeof(T);
+  }
+};
+
+// grid (NC, H).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) bwd_ds_kernel(
+    ChunkMap cm, int H, int K, int V, int M, float scale, const T* __restrict__ q,
+    const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ s,
+    const T* __restrict__ g, const T* __restrict__ dout, const float* __restrict__ p,
+    const float* __restrict__ hk, const float* __restrict__ hv, const float* __restrict__ fin_k,
+    const float* __restrict__ fin_v, const float* __restrict__ dhk, const float* __restrict__ dhv,
+    const float* __restrict__ du, const float* __restrict__ dgca, T* __restrict__ ds,
+    T* __restrict__ dg, T* __restrict__ bm_out, T* __restrict__ a2_out) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const DsSmem<T> L_;
+  constexpr int MS = kDsSlice;
+  float* A1 = reinterpret_cast<float*>(smem_raw);
+  float* VdO = A1 + kChunk * L_.lda;
+  float* Bm = VdO + kChunk * L_.lda;
+  float* A2 = Bm + kChunk * L_.lda;
+  float* Gs = A2 + kChunk * L_.lda;
+  float* Es = Gs + kChunk * L_.lde;
+  float* Ss = Es + kChunk * L_.lde;
+  float* Ps = Ss + kChunk * L_.lde;
+  float* Du = Ps + kChunk * L_.lde;
+  float* Ds = Du + kChunk * L_.lde;
+  float* Xc = Ds + kChunk * L_.lde;
+  float* red = Xc + kChunk * L_.ldc;
+  T* Xs = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
+  T* Ys = Xs + kChunk * L_.ldx;
+  const ChunkPos cp = chunk_pos(cm, blockIdx.x);
+  const int h = blockIdx.y;
+  const int64_t unit = cp.j * H + h, KM = static_cast<int64_t>(K) * M,
+                MV = static_cast<int64_t>(M) * V;
+  const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
+  const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
+  const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
+  const bool last = cp.c + 1 == cp.nc;
+  const int64_t fin = static_cast<int64_t>(cp.n) * H + h;
+  const float* hk_end = last ? fin_k + fin * KM : hk + (unit + H) * KM;
+  const float* hv_end = last ? fin_v + fin * MV : hv + (unit + H) * MV;
+  const float* dhk_end = dhk + unit * KM;
+  const float* dhv_end = dhv + unit * MV;
+
+  for (int kt = 0; kt < K / kTile; ++kt) {
+    load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+    load_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+    __syncthreads();
+    block_mma<false, true>(A1, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
+    __syncthreads();
+  }
+  for (int vt = 0; vt < V / kTile; ++vt) {
+    load_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+    load_tile(Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+    __syncthreads();
+    block_mma<false, true>(VdO, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, vt > 0);
+    __syncthreads();
+  }
+  for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x)
+    A1[(idx / kChunk) * L_.lda + idx % kChunk] *= scale;
+
+  for (int m0 = 0; m0 < M; m0 += MS) {
+    chunk_decay<T>(Gs, Es, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, MS);
+    load_tile(Du, L_.lde, du + tokM + m0, rowM, kChunk, cp.L, MS);
+    __syncthreads();
+    gated_pairs(Bm, Du, A2, Ps, L_.lda, Gs, Ss, L_.lde, cp.L, MS, m0 > 0);
+    gated_rev_sums(Ds, L_.lde, A1, Du, VdO, Ps, L_.lda, Es, L_.lde, cp.L, MS);
+    // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T (state part of ds).
+    for (int kt = 0; kt < K / kTile; ++kt) {
+      __syncthreads();
+      load_tile(Xs, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+      load_tile(Ys, L_.ldx, dhk_end + static_cast<int64_t>(kt) * kTile * M + m0,
+                static_cast<int64_t>(M), kTile, kTile, MS);
+      __syncthreads();
+      block_mma<false, false>(Xc, L_.ldc, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
+    }
+    for (int vt = 0; vt < V / kTile; ++vt) {
+      __syncthreads();
+      load_tile(Xs, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+      load_tile(Ys, L_.ldx, dhv_end + static_cast<int64_t>(m0) * V + vt * kTile,
+                static_cast<int64_t>(V), MS, MS, kTile);
+      __syncthreads();
+      block_mma<false, true>(Xc, L_.ldc, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, true);
+    }
+    // Last-token decay term: sum_k Hk_end dHk_end + sum_v Hv_end dHv_end per slot.
+    {
+      const int m = threadIdx.x % MS, part = threadIdx.x / MS, parts = kThreads / MS;
+      float acc = 0.f;
+      for (int kk = part; kk < K; kk += parts) {
+        const int64_t at = static_cast<int64_t>(kk) * M + m0 + m;
+        acc = fmaf(hk_end[at], dhk_end[at], acc);
+      }
+      for (int vv = part; vv < V; vv += parts) {
+        const int64_t at = static_cast<int64_t>(m0 + m) * V + vv;
+        acc = fmaf(hv_end[at], dhv_end[at], acc);
+      }
+      red[part * MS + m] = acc;
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
+      const int t = idx / MS, m = idx - t * MS;
+      const float GL = Gs[(kChunk - 1) * L_.lde + m];
+      const float d = fmaf(__expf(GL - Gs[t * L_.lde + m]), Xc[t * L_.ldc + m], Ds[t * L_.lde + m]);
+      ds[tokM + t * rowM + m0 + m] = from_f<T>(d);
+      float dgc = dgca[tokM + t * rowM + m0 + m] - Ss[t * L_.lde + m] * d;
+      if (t == cp.L - 1)
+        for (int pr = 0; pr < kThreads / MS; ++pr) dgc += red[pr * MS + m];
+      Ds[t * L_.lde + m] = dgc;
+    }
+    __syncthreads();
+    for (int m = threadIdx.x; m < MS; m += blockDim.x) {
+      float acc = 0.f;
+      for (int t = cp.L - 1; t >= 0; --t) {
+        acc += Ds[t * L_.lde + m];
+        dg[tokM + t * rowM + m0 + m] = from_f<T>(acc);
+      }
+    }
+    __syncthreads();
+  }
+  const int64_t pair = unit * kChunk * kChunk;
+  for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x) {
+    const int t = idx / kChunk, i = idx - t * kChunk;
+    bm_out[pair + idx] = from_f<T>(Bm[t * L_.lda + i]);
+    a2_out[pair + idx] = from_f<T>(A2[t * L_.lda + i]);
+  }
+}
+
+template <typename T>
+struct DqkvSmem {
+  int lda, lde, ldx;
+  __host__ __device__ DqkvSmem()
+      : lda(ld_of<float>(kChunk)), lde(ld_ew(kTile)), ldx(ld_of<T>(kTile)) {}
+  __host__ __device__ size_t floats() const {
+    return static_cast<size_t>(kChunk) * (lda + lde) + 64;
+  }
+  __host__ __device__ size_t bytes() const {
+    return floats() * sizeof(float) + 4 * kChunk * ldx * sizeof(T);
+  }
+};
+
+// grid (NC, H, 2K/64 + V/64). Tile z: dq columns (z < K/64), dk columns, dv columns.
+//   dq = scale (exp(G) du Hk^T + Bm k)        dk = scale Bm^T q + W dHk_end^T
+//   dv = A2^T dO + W dHv_end                   W = s exp(G_L - G)
+template <typename T>
+__global__ void __launch_bounds__(kThreads) bwd_dqkv_kernel(
+    ChunkMap cm, int H, int K, int V, int M, float scale, const T* __restrict__ q,
+    const T* __restrict__ k, const T* __restrict__ s, const T* __restrict__ g,
+    const T* __restrict__ dout, const float* __restrict__ hk, const float* __restrict__ dhk,
+    const float* __restrict__ dhv, const float* __restrict__ du, const T* __restrict__ bm,
+    const T* __restrict__ a2, T* __restrict__ dq, T* __restrict__ dk, T* __restrict__ dv) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const DqkvSmem<T> L_;
+  float* Acc = reinterpret_cast<float*>(smem_raw);
+  float* Gs = Acc + kChunk * L_.lda;
+  T* Op = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
+  T* Zs = Op + kChunk * L_.ldx;
+  T* Xs = Zs + kChunk * L_.ldx;
+  T* Rs = Xs + kChunk * L_.ldx;
+  const ChunkPos cp = chunk_pos(cm, blockIdx.x);
+  const int h = blockIdx.y, z = blockIdx.z, nk = K / kTile;
+  const int which = z < nk ? 0 : (z < 2 * nk ? 1 : 2);  // dq, dk, dv
+  const int ct = which == 2 ? z - 2 * nk : z - which * nk;
+  const int MS = slice_of(M);
+  const int64_t unit = cp.j * H + h, KM = static_cast<int64_t>(K) * M,
+                MV = static_cast<int64_t>(M) * V;
+  const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
+  const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
+  const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
+
+  // Intra-chunk part first: Bm k, Bm^T q or A2^T dO for this column tile.
+  load_tile(Rs, L_.ldx, (which == 2 ? a2 : bm) + unit * kChunk * kChunk,
+            static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
+  if (which == 0) load_tile(Xs, L_.ldx, k + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
+  if (which == 1) load_tile(Xs, L_.ldx, q + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
+  if (which == 2) load_tile(Xs, L_.ldx, dout + tokV + ct * kTile, rowV, kChunk, cp.L, kTile);
+  __syncthreads();
+  if (which == 0) block_mma<false, false>(Acc, L_.lda, Rs, L_.ldx, Xs, L_.ldx, 64, 64, 64, false);
+  else block_mma<true, false>(Acc, L_.lda, Rs, L_.ldx, Xs, L_.ldx, 64, 64, 64, false);
+  __syncthreads();
+  if (which == 1)
+    for (int idx = threadIdx.x; idx < kChunk * kTile; idx += blockDim.x)
+      Acc[(idx / kTile) * L_.lda + idx % kTile] *= scale;
+  // State part, over slot slices.
+  for (int m0 = 0; m0 < M; m0 += MS) {
+    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
+      const int t = idx / MS, m = idx - t * MS;
+      float x = 0.f;
+      if (t < cp.L) {
+        const float Gt = Gs[t * L_.lde + m];
+        x = which == 0 ? du[tokM + t * rowM + m0 + m] * __expf(Gt)
+                       : to_f<T>(s[tokM + t * rowM + m0 + m]) *
+                             __expf(Gs[(kChunk - 1) * L_.lde + m] - Gt);
+      }
+      Op[t * L_.ldx + m] = from_f<T>(x);
+    }
+    if (which == 2) {
+      load_tile(Zs, L_.ldx, dhv + unit * MV + static_cast<int64_t>(m0) * V + ct * kTile,
+                static_cast<int64_t>(V), MS, MS, kTile);
+    } else {
+      const float* st = (which == 0 ? hk : dhk) + unit * KM;
+      load_tile(Zs, L_.ldx, st + static_cast<int64_t>(ct) * kTile * M + m0,
+                static_cast<int64_t>(M), kTile, kTile, MS);
+    }
+    __syncthreads();
+    if (which == 2) block_mma<false, false>(Acc, L_.lda, Op, L_.ldx, Zs, L_.ldx, 64, 64, MS, true);
+    else block_mma<false, true>(Acc, L_.lda, Op, L_.ldx, Zs, L_.ldx, 64, 64, MS, true);
+    __syncthreads();
+  }
+  const float mult = which == 0 ? scale : 1.f;
+  T* out = which == 0 ? dq + tokK : (which == 1 ? dk + tokK : dv + tokV);
+  const int64_t row = which == 2 ? rowV : rowK;
+  for (int idx = threadIdx.x; idx < cp.L * kTile; idx += blockDim.x) {
+    const int t = idx / kTile, c = idx - t * kTile;
+    out[t * row + ct * kTile + c] = from_f<T>(mult * Acc[t * L_.lda + c]);
+  }
+}
+
+template <typename T>
+void ds_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const BwdBufs& b,
+              cudaStream_t stream) {
+  const size_t smem = DsSmem<T>().bytes();
+  set_smem(bwd_ds_kernel<T>, smem, "gsa bwd_ds_kernel");
+  bwd_ds_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
+      chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
+      static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.v),
+      static_cast<const T*>(P.s), static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), p,
+      pl.hk, pl.hv, b.fin_k, b.fin_v, b.dhk, b.dhv, b.du, b.dgca, static_cast<T*>(P.ds),
+      static_cast<T*>(P.dg), static_cast<T*>(b.bm), static_cast<T*>(b.a2));
+  RAVENSP_LAUNCH_CHECK("gsa bwd_ds_kernel");
+}
+
+template <typename T>
+void dqkv_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b, cudaStream_t stream) {
+  const size_t smem = DqkvSmem<T>().bytes();
+  set_smem(bwd_dqkv_kernel<T>, smem, "gsa bwd_dqkv_kernel");
+  dim3 grid(pl.NC, pl.H, 2 * pl.K / kTile + pl.V / kTile);
+  bwd_dqkv_kernel<T><<<grid, kThreads, smem, stream>>>(
+      chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
+      static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.s),
+      static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), pl.hk, b.dhk, b.dhv, b.du,
+      static_cast<const T*>(b.bm), static_cast<const T*>(b.a2), static_cast<T*>(P.dq),
+      static_cast<T*>(P.dk), static_cast<T*>(P.dv));
+  RAVENSP_LAUNCH_CHECK("gsa bwd_dqkv_kernel");
+}
+
+}  // namespace
+
+void launch_bwd_ds(const Plan& pl, const GsaBwdParams& P, const float* p, const BwdBufs& b,
+                   cudaStream_t stream) {
+  switch (pl.dtype) {
+    case DType::kBFloat16: return ds_typed<__nv_bfloat16>(pl, P, p, b, stream);
+    case DType::kFloat16: return ds_typed<__half>(pl, P, p, b, stream);
+    default: return ds_typed<float>(pl, P, p, b, stream);
+  }
+}
+
+void launch_bwd_dqkv(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b,
+                     cudaStream_t stream) {
+  switch (pl.dtype) {
+    case DType::kBFloat16: return dqkv_typed<__nv_bfloat16>(pl, P, b, stream);
+    case DType::kFloat16: return dqkv_typed<__half>(pl, P, b, stream);
+    default: return dqkv_typed<float>(pl, P, b, stream);
+  }
+}
+
+}  // namespace ravensp::kernels::gsa_cuda

@@ -1,0 +1,167 @@
+// GSA backward, per chunk (CUDA): recomputes the pass-1 scores u, computes
+// dp = exp(G) * (dO Hv^T) + gated intra term, du = p * (dp - <p, dp>), stores du
+// and p*dp + u*du for the decay gradient, and writes the chunk's local state
+// gradients scale * q^T (exp(G) du) and (p exp(G))^T dO for the reverse scan.
+#include "kernels/gsa/gsa_common.cuh"
+#include "kernels/gsa/gsa_gemm.cuh"
+#include "kernels/gsa/gsa_intra.cuh"
+#include "kernels/gsa/gsa_launch.cuh"
+#include "kernels/gsa/gsa_plan.h"
+
+namespace ravensp::kernels::gsa_cuda {
+namespace {
+
+template <typename T>
+struct ScoresSmem {
+  int MS, ldd, lda, lds, lde, ldx;
+  __host__ __device__ explicit ScoresSmem(int M)
+      : MS(slice_of(M)), ldd(ld_of<float>(M)), lda(ld_of<float>(kChunk)),
+        lds(ld_of<float>(slice_of(M))), lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)) {}
+  __host__ __device__ size_t floats() const {
+    return static_cast<size_t>(kChunk) * (ldd + lda + lds + 4 * lde + 1) + 64;
+  }
+  __host__ __device__ size_t bytes() const {
+    return floats() * sizeof(float) + 3 * kChunk * ldx * sizeof(T);
+  }
+};
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) bwd_scores_kernel(
+    ChunkMap cm, int H, int K, int V, int M, float scale, const T* __restrict__ q,
+    const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ s,
+    const T* __restrict__ g, const T* __restrict__ dout, const float* __restrict__ p,
+    const float* __restrict__ hk, const float* __restrict__ hv, float* __restrict__ du,
+    float* __restrict__ dgca, float* __restrict__ dhk, float* __restrict__ dhv) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const ScoresSmem<T> L_(M);
+  float* DP = reinterpret_cast<float*>(smem_raw);
+  float* A = DP + kChunk * L_.ldd;
+  float* Us = A + kChunk * L_.lda;
+  float* Gs = Us + kChunk * L_.lds;
+  float* Es = Gs + kChunk * L_.lde;
+  float* Ss = Es + kChunk * L_.lde;
+  float* Ps = Ss + kChunk * L_.lde;
+  float* R = Ps + kChunk * L_.lde;
+  T* Xs = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
+  T* Ys = Xs + kChunk * L_.ldx;
+  T* Op = Ys + kChunk * L_.ldx;
+  const ChunkPos cp = chunk_pos(cm, blockIdx.x);
+  const int h = blockIdx.y, MS = L_.MS;
+  const int64_t unit = cp.j * H + h, KM = static_cast<int64_t>(K) * M,
+                MV = static_cast<int64_t>(M) * V;
+  const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
+  const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
+  const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
+
+  // dp = exp(G) (dO Hv^T) + sum_{i<=t} (do_t . v_i) s_i exp(G_t - G_i)
+  for (int vt = 0; vt < V / kTile; ++vt) {
+    load_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+    load_tile(Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+    __syncthreads();
+    block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, vt > 0);
+    __syncthreads();
+  }
+  for (int m0 = 0; m0 < M; m0 += MS) {
+    for (int vt = 0; vt < V / kTile; ++vt) {
+      load_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+      load_tile(Ys, L_.ldx, hv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile,
+                static_cast<int64_t>(V), MS, MS, kTile);
+      __syncthreads();
+      block_mma<false, true>(DP + m0, L_.ldd, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, vt > 0);
+      __syncthreads();
+    }
+    chunk_decay<T>(Gs, Es, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    __syncthreads();
+    gated_scores(DP + m0, L_.ldd, DP + m0, L_.ldd, A, L_.lda, Gs, Es, Ss, L_.lde, cp.L, MS, 1.f);
+  }
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int t = warp; t < kChunk; t += kThreads / 32) {
+    float acc = 0.f;
+    if (t < cp.L)
+      for (int m = lane; m < M; m += 32) acc += p[tokM + t * rowM + m] * DP[t * L_.ldd + m];
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) R[t] = acc;
+  }
+  // A1 = q k^T (unscaled: gated_scores applies the scale).
+  for (int kt = 0; kt < K / kTile; ++kt) {
+    load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+    load_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+    __syncthreads();
+    block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
+    __syncthreads();
+  }
+  for (int m0 = 0; m0 < M; m0 += MS) {
+    for (int kt = 0; kt < K / kTile; ++kt) {
+      load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+      load_tile(Ys, L_.ldx, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0,
+                static_cast<int64_t>(M), kTile, kTile, MS);
+      __syncthreads();
+      block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
+      __syncthreads();
+    }
+    chunk_decay<T>(Gs, Es, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, MS);
+    __syncthreads();
+    gated_scores(Us, L_.lds, Us, L_.lds, A, L_.lda, Gs, Es, Ss, L_.lde, cp.L, MS, scale);
+    // du, p*dp + u*du; Op = scale * exp(G) * du (operand of the local dHk).
+    for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
+      const int t = idx / MS, m = idx - t * MS;
+      float d = 0.f;
+      if (t < cp.L) {
+        const float pt = Ps[t * L_.lde + m], dp = DP[t * L_.ldd + m0 + m];
+        d = pt * (dp - R[t]);
+        du[tokM + t * rowM + m0 + m] = d;
+        dgca[tokM + t * rowM + m0 + m] = fmaf(pt, dp, Us[t * L_.lds + m] * d);
+      }
+      Op[t * L_.ldx + m] = from_f<T>(scale * __expf(Gs[t * L_.lde + m]) * d);
+    }
+    for (int kt = 0; kt < K / kTile; ++kt) {
+      __syncthreads();
+      load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+      __syncthreads();
+      block_mma<true, false>(dhk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0, M, Xs,
+                             L_.ldx, Op, L_.ldx, kTile, MS, kChunk, false);
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
+      const int t = idx / MS, m = idx - t * MS;
+      Op[t * L_.ldx + m] = from_f<T>(Ps[t * L_.lde + m] * __expf(Gs[t * L_.lde + m]));
+    }
+    for (int vt = 0; vt < V / kTile; ++vt) {
+      __syncthreads();
+      load_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+      __syncthreads();
+      block_mma<true, false>(dhv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile, V, Op,
+                             L_.ldx, Xs, L_.ldx, MS, kTile, kChunk, false);
+    }
+    __syncthreads();
+  }
+}
+
+template <typename T>
+void scores_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const BwdBufs& b,
+                  cudaStream_t stream) {
+  const size_t smem = ScoresSmem<T>(static_cast<int>(pl.M)).bytes();
+  set_smem(bwd_scores_kernel<T>, smem, "gsa bwd_scores_kernel");
+  bwd_scores_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
+      chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
+      static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.v),
+      static_cast<const T*>(P.s), static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), p,
+      pl.hk, pl.hv, b.du, b.dgca, b.dhk, b.dhv);
+  RAVENSP_LAUNCH_CHECK("gsa bwd_scores_kernel");
+}
+
+}  // namespace
+
+void launch_bwd_scores(const Plan& pl, const GsaBwdParams& P, const float* p, const BwdBufs& b,
+                       cudaStream_t stream) {
+  switch (pl.dtype) {
+    case DType::kBFloat16: return scores_typed<__nv_bfloat16>(pl, P, p, b, stream);
+    case DType::kFloat16: return scores_typed<__half>(pl, P, p, b, stream);
+    default: return scores_typed<float>(pl, P, p, b, stream);
+  }
+}
+
+}  // namespace ravensp::kernels::gsa_cuda

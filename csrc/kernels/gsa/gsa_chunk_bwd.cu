@@ -1,0 +1,75 @@
+// Chunked GSA backward on CUDA: recompute the chunk-start states (local states
+// + forward scan), per-chunk du and local state gradients, reverse scan of the
+// state gradients, then ds/dg and dq/dk/dv per chunk. When p is not given
+// (the recurrent op's backward), pass 1 of the forward recomputes it first.
+#include "kernels/gsa/gsa_common.cuh"
+#include "kernels/gsa/gsa_cuda.h"
+#include "kernels/gsa/gsa_plan.h"
+
+namespace ravensp::kernels {
+namespace {
+
+size_t dtype_size(DType dt) { return dt == DType::kFloat32 ? 4 : 2; }
+
+gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::BwdBufs& b,
+                         float** p_ws) {
+  gsa_cuda::Plan pl = gsa_cuda::make_plan(P.shape, P.dtype);
+  gsa_cuda::carve_states(pl, c);
+  b.fin_k = c.take<float>(pl.N * pl.H * pl.K * pl.M);
+  b.fin_v = c.take<float>(pl.N * pl.H * pl.M * pl.V);
+  b.dhk = c.take<float>(pl.NC * pl.H * pl.K * pl.M);
+  b.dhv = c.take<float>(pl.NC * pl.H * pl.M * pl.V);
+  b.du = c.take<float>(pl.tokens * pl.H * pl.M);
+  b.dgca = c.take<float>(pl.tokens * pl.H * pl.M);
+  const int64_t pairs = pl.NC * pl.H * gsa_cuda::kChunk * gsa_cuda::kChunk;
+  b.bm = c.take<char>(pairs * static_cast<int64_t>(dtype_size(P.dtype)));
+  b.a2 = c.take<char>(pairs * static_cast<int64_t>(dtype_size(P.dtype)));
+  *p_ws = P.p == nullptr ? c.take<float>(pl.tokens * pl.H * pl.M) : nullptr;
+  return pl;
+}
+
+}  // namespace
+
+size_t gsa_chunk_bwd_workspace_bytes(const GsaBwdParams& P) {
+  gsa_cuda::Carver c(nullptr);
+  gsa_cuda::BwdBufs b;
+  float* p_ws = nullptr;
+  carve_bwd(P, c, b, &p_ws);
+  return c.bytes();
+}
+
+void gsa_chunk_bwd_cuda(const GsaBwdParams& P, void* workspace, cudaStream_t stream) {
+  gsa_cuda_check_supported("gsa_chunk_bwd", P.shape, P.dtype, P.chunk_size);
+  RAVENSP_CHECK(P.accum_dtype == DType::kFloat32, "gsa_chunk_bwd: CUDA accumulates in float32, "
+                "got accum dtype ", dtype_name(P.accum_dtype));
+  RAVENSP_CHECK(P.d_o && P.dq && P.dk && P.dv && P.ds && P.dg,
+                "gsa_chunk_bwd: d_o and the gradients dq, dk, dv, ds, dg must be non-null");
+  gsa_cuda::Carver c(workspace);
+  gsa_cuda::BwdBufs b;
+  float* p_ws = nullptr;
+  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws);
+  gsa_cuda::launch_chunk_map(pl, stream);
+  gsa_cuda::launch_local_states(pl, P.k, P.v, P.s, P.g, stream);
+  gsa_cuda::launch_combine(pl, false, pl.hk, pl.hv, static_cast<const float*>(P.hk0),
+                           static_cast<const float*>(P.hv0), b.fin_k, b.fin_v, stream);
+  const float* p = static_cast<const float*>(P.p);
+  if (p == nullptr) {
+    GsaFwdParams F;
+    F.shape = P.shape;
+    F.dtype = P.dtype;
+    F.accum_dtype = P.accum_dtype;
+    F.scale = P.scale;
+    F.chunk_size = P.chunk_size;
+    F.q = P.q; F.k = P.k; F.v = P.v; F.s = P.s; F.g = P.g;
+    gsa_cuda::launch_pass1(pl, F, p_ws, stream);
+    p = p_ws;
+  }
+  gsa_cuda::launch_bwd_scores(pl, P, p, b, stream);
+  gsa_cuda::launch_combine(pl, true, b.dhk, b.dhv, static_cast<const float*>(P.dhkT),
+                           static_cast<const float*>(P.dhvT), static_cast<float*>(P.dhk0),
+                           static_cast<float*>(P.dhv0), stream);
+  gsa_cuda::launch_bwd_ds(pl, P, p, b, stream);
+  gsa_cuda::launch_bwd_dqkv(pl, P, b, stream);
+}
+
+}  // namespace ravensp::kernels

@@ -1,0 +1,236 @@
+// Chunked GSA forward on CUDA: chunk map, local states, scan over chunks (see
+// gsa_states.cu), then per chunk pass 1 (scores q^T Hk plus the gated
+// intra-chunk term, fused slot softmax -> p) and pass 2 (o from p, Hv and the
+// gated intra-chunk term). Products of the chunk with K, V and the states run on
+// the tensor cores for 16-bit inputs; states, scores and softmax stay fp32.
+#include "kernels/gsa/gsa_common.cuh"
+#include "kernels/gsa/gsa_cuda.h"
+#include "kernels/gsa/gsa_gemm.cuh"
+#include "kernels/gsa/gsa_intra.cuh"
+#include "kernels/gsa/gsa_launch.cuh"
+#include "kernels/gsa/gsa_plan.h"
+
+namespace ravensp::kernels {
+namespace gsa_cuda {
+namespace {
+
+// Shared-memory layout of pass 1 (floats first, then T tiles).
+template <typename T>
+struct Pass1Smem {
+  int M, MS, ldu, lda, lde, ldx;
+  __host__ __device__ explicit Pass1Smem(int M_)
+      : M(M_), MS(slice_of(M_)), ldu(ld_of<float>(M_)), lda(ld_of<float>(kChunk)),
+        lde(ld_ew(slice_of(M_))), ldx(ld_of<T>(kTile)) {}
+  __host__ __device__ size_t floats() const {
+    return static_cast<size_t>(kChunk) * (ldu + lda + 3 * lde) + 64;
+  }
+  __host__ __device__ size_t bytes() const {
+    return floats() * sizeof(float) + 2 * kChunk * ldx * sizeof(T);
+  }
+};
+
+// grid (NC, H): p[t] = softmax(scale * (exp(G_t) * (q_t^T Hk) + intra)).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) pass1_kernel(
+    ChunkMap cm, int H, int K, int M, float scale, const T* __restrict__ q,
+    const T* __restrict__ k, const T* __restrict__ s, const T* __restrict__ g,
+    const float* __restrict__ hk, float* __restrict__ p) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const Pass1Smem<T> L_(M);
+  float* U = reinterpret_cast<float*>(smem_raw);
+  float* A = U + kChunk * L_.ldu;
+  float* Gs = A + kChunk * L_.lda;
+  float* Es = Gs + kChunk * L_.lde;
+  float* Ss = Es + kChunk * L_.lde;
+  T* Xs = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
+  T* Ys = Xs + kChunk * L_.ldx;
+  const ChunkPos cp = chunk_pos(cm, blockIdx.x);
+  const int h = blockIdx.y, MS = L_.MS;
+  const int64_t unit = cp.j * H + h;
+  const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
+  const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
+  for (int kt = 0; kt < K / kTile; ++kt) {
+    load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+    load_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+    __syncthreads();
+    block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
+    __syncthreads();
+  }
+  for (int m0 = 0; m0 < M; m0 += MS) {
+    for (int kt = 0; kt < K / kTile; ++kt) {
+      load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+      load_tile(Ys, L_.ldx, hk + unit * K * M + static_cast<int64_t>(kt) * kTile * M + m0,
+                static_cast<int64_t>(M), kTile, kTile, MS);
+      __syncthreads();
+      block_mma<false, false>(U + m0, L_.ldu, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
+      __syncthreads();
+    }
+    chunk_decay<T>(Gs, Es, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    __syncthreads();
+    gated_scores(U + m0, L_.ldu, U + m0, L_.ldu, A, L_.lda, Gs, Es, Ss, L_.lde, cp.L, MS, scale);
+  }
+  // Slot softmax: one warp per token row.
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int t = warp; t < cp.L; t += kThreads / 32) {
+    const float* ut = U + t * L_.ldu;
+    float mx = -INFINITY;
+    for (int m = lane; m < M; m += 32) mx = fmaxf(mx, ut[m]);
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.f;
+    for (int m = lane; m < M; m += 32) sum += __expf(ut[m] - mx);
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float inv = 1.f / sum;
+    float* pt = p + tokM + t * rowM;
+    for (int m = lane; m < M; m += 32) pt[m] = __expf(ut[m] - mx) * inv;
+  }
+}
+
+template <typename T>
+struct Pass2Smem {
+  int MS, ldo, lda, lde, ldx;
+  __host__ __device__ Pass2Smem(int M, int V)
+      : MS(slice_of(M)), ldo(ld_of<float>(V)), lda(ld_of<float>(kChunk)),
+        lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)) {}
+  __host__ __device__ size_t floats() const {
+    return static_cast<size_t>(kChunk) * (ldo + lda + 3 * lde) + 64;
+  }
+  __host__ __device__ size_t bytes() const {
+    return floats() * sizeof(float) + 3 * kChunk * ldx * sizeof(T);
+  }
+};
+
+// grid (NC, H): o_t = (p_t * exp(G_t))^T Hv + sum_{i<=t} A2[t][i] v_i with
+// A2[t][i] = sum_m p_tm s_im exp(G_tm - G_im).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) pass2_kernel(
+    ChunkMap cm, int H, int M, int V, const T* __restrict__ v, const T* __restrict__ s,
+    const T* __restrict__ g, const float* __restrict__ p, const float* __restrict__ hv,
+    T* __restrict__ o) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const Pass2Smem<T> L_(M, V);
+  float* O = reinterpret_cast<float*>(smem_raw);
+  float* A2 = O + kChunk * L_.ldo;
+  float* Ps = A2 + kChunk * L_.lda;
+  float* Gs = Ps + kChunk * L_.lde;
+  float* Ss = Gs + kChunk * L_.lde;
+  T* Pg = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
+  T* A2t = Pg + kChunk * L_.ldx;
+  T* Xs = A2t + kChunk * L_.ldx;
+  const ChunkPos cp = chunk_pos(cm, blockIdx.x);
+  const int h = blockIdx.y, MS = L_.MS;
+  const int64_t unit = cp.j * H + h;
+  const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
+  const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
+  for (int m0 = 0; m0 < M; m0 += MS) {
+    load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, MS);
+    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    gated_pairs(A2, Ps, nullptr, nullptr, L_.lda, Gs, Ss, L_.lde, cp.L, MS, m0 > 0);
+    for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
+      const int t = idx / MS, m = idx - t * MS;
+      Pg[t * L_.ldx + m] = from_f<T>(Ps[t * L_.lde + m] * __expf(Gs[t * L_.lde + m]));
+    }
+    for (int vt = 0; vt < V / kTile; ++vt) {
+      __syncthreads();
+      load_tile(Xs, L_.ldx, hv + unit * M * V + static_cast<int64_t>(m0) * V + vt * kTile,
+                static_cast<int64_t>(V), MS, MS, kTile);
+      __syncthreads();
+      block_mma<false, false>(O + vt * kTile, L_.ldo, Pg, L_.ldx, Xs, L_.ldx, kChunk, kTile, MS,
+                              m0 > 0);
+    }
+    __syncthreads();
+  }
+  for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x) {
+    const int t = idx / kChunk, i = idx - t * kChunk;
+    A2t[t * L_.ldx + i] = from_f<T>(A2[t * L_.lda + i]);
+  }
+  for (int vt = 0; vt < V / kTile; ++vt) {
+    load_tile(Xs, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+    __syncthreads();
+    block_mma<false, false>(O + vt * kTile, L_.ldo, A2t, L_.ldx, Xs, L_.ldx, kChunk, kTile,
+                            kChunk, true);
+    __syncthreads();
+  }
+  for (int idx = threadIdx.x; idx < cp.L * V; idx += blockDim.x) {
+    const int t = idx / V, c = idx - t * V;
+    o[tokV + t * rowV + c] = from_f<T>(O[t * L_.ldo + c]);
+  }
+}
+
+template <typename T>
+void pass1_typed(const Plan& pl, const GsaFwdParams& P, float* p_out, cudaStream_t stream) {
+  const size_t smem = Pass1Smem<T>(static_cast<int>(pl.M)).bytes();
+  set_smem(pass1_kernel<T>, smem, "gsa pass1_kernel");
+  pass1_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
+      chunk_map(pl), pl.H, pl.K, pl.M, static_cast<float>(P.scale), static_cast<const T*>(P.q),
+      static_cast<const T*>(P.k), static_cast<const T*>(P.s), static_cast<const T*>(P.g), pl.hk,
+      p_out);
+  RAVENSP_LAUNCH_CHECK("gsa pass1_kernel");
+}
+
+template <typename T>
+void pass2_typed(const Plan& pl, const GsaFwdParams& P, const float* p, cudaStream_t stream) {
+  const size_t smem = Pass2Smem<T>(static_cast<int>(pl.M), static_cast<int>(pl.V)).bytes();
+  set_smem(pass2_kernel<T>, smem, "gsa pass2_kernel");
+  pass2_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
+      chunk_map(pl), pl.H, pl.M, pl.V, static_cast<const T*>(P.v), static_cast<const T*>(P.s),
+      static_cast<const T*>(P.g), p, pl.hv, static_cast<T*>(P.o));
+  RAVENSP_LAUNCH_CHECK("gsa pass2_kernel");
+}
+
+}  // namespace
+
+void launch_pass1(const Plan& pl, const GsaFwdParams& P, float* p_out, cudaStream_t stream) {
+  switch (pl.dtype) {
+    case DType::kBFloat16: return pass1_typed<__nv_bfloat16>(pl, P, p_out, stream);
+    case DType::kFloat16: return pass1_typed<__half>(pl, P, p_out, stream);
+    default: return pass1_typed<float>(pl, P, p_out, stream);
+  }
+}
+
+void launch_pass2(const Plan& pl, const GsaFwdParams& P, const float* p, cudaStream_t stream) {
+  switch (pl.dtype) {
+    case DType::kBFloat16: return pass2_typed<__nv_bfloat16>(pl, P, p, stream);
+    case DType::kFloat16: return pass2_typed<__half>(pl, P, p, stream);
+    default: return pass2_typed<float>(pl, P, p, stream);
+  }
+}
+
+}  // namespace gsa_cuda
+
+namespace {
+
+gsa_cuda::Plan plan_fwd(const GsaFwdParams& P, gsa_cuda::Carver& c) {
+  gsa_cuda::Plan pl = gsa_cuda::make_plan(P.shape, P.dtype);
+  gsa_cuda::carve_states(pl, c);
+  return pl;
+}
+
+}  // namespace
+
+size_t gsa_chunk_fwd_workspace_bytes(const GsaFwdParams& P) {
+  gsa_cuda::Carver c(nullptr);
+  gsa_cuda::Plan pl = plan_fwd(P, c);
+  if (P.p == nullptr) c.take<float>(pl.tokens * pl.H * pl.M);
+  return c.bytes();
+}
+
+void gsa_chunk_fwd_cuda(const GsaFwdParams& P, void* workspace, cudaStream_t stream) {
+  gsa_cuda_check_supported("gsa_chunk_fwd", P.shape, P.dtype, P.chunk_size);
+  RAVENSP_CHECK(P.accum_dtype == DType::kFloat32, "gsa_chunk_fwd: CUDA accumulates in float32, "
+                "got accum dtype ", dtype_name(P.accum_dtype));
+  RAVENSP_CHECK(P.o != nullptr, "gsa_chunk_fwd: output o is null");
+  gsa_cuda::Carver c(workspace);
+  gsa_cuda::Plan pl = plan_fwd(P, c);
+  float* p = P.p != nullptr ? static_cast<float*>(P.p) : c.take<float>(pl.tokens * pl.H * pl.M);
+  gsa_cuda::launch_chunk_map(pl, stream);
+  gsa_cuda::launch_local_states(pl, P.k, P.v, P.s, P.g, stream);
+  gsa_cuda::launch_combine(pl, false, pl.hk, pl.hv, static_cast<const float*>(P.hk0),
+                           static_cast<const float*>(P.hv0), static_cast<float*>(P.hkT),
+                           static_cast<float*>(P.hvT), stream);
+  gsa_cuda::launch_pass1(pl, P, p, stream);
+  gsa_cuda::launch_pass2(pl, P, p, stream);
+}
+
+}  // namespace ravensp::kernels

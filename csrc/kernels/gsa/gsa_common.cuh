@@ -1,0 +1,145 @@
+// Device helpers shared by the GSA CUDA kernels: element conversion, the chunk
+// map (flat chunk index -> sequence and token range), tile loads into shared
+// memory, the per-column cumulative decay of a chunk, and the launch check.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "ravensp/check.h"
+
+namespace ravensp::kernels::gsa_cuda {
+
+constexpr int kChunk = 64;    // tokens per chunk (the only chunk size of the CUDA path)
+constexpr int kTile = 64;     // width of a staged K / V / state tile
+constexpr int kThreads = 256; // threads of every chunk kernel
+
+#define RAVENSP_CUDA_CHECK(expr)                                                   \
+  do {                                                                             \
+    cudaError_t err_ = (expr);                                                     \
+    RAVENSP_CHECK(err_ == cudaSuccess, #expr, " failed: ", cudaGetErrorString(err_)); \
+  } while (0)
+
+#define RAVENSP_LAUNCH_CHECK(name)                                                   \
+  do {                                                                               \
+    cudaError_t err_ = cudaGetLastError();                                           \
+    RAVENSP_CHECK(err_ == cudaSuccess, name, ": kernel launch failed: ",             \
+                  cudaGetErrorString(err_));                                         \
+  } while (0)
+
+template <typename T> __device__ __forceinline__ float to_f(T x);
+template <> __device__ __forceinline__ float to_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+template <> __device__ __forceinline__ float to_f<__half>(__half x) { return __half2float(x); }
+
+template <typename T> __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
+  return __float2bfloat16(x);
+}
+template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half(x); }
+
+// Padded leading dimensions: +8 elements for 16-bit tensor-core operands,
+// +4 for fp32 (WMMA needs multiples of 8 / 4), +1 for fp32 buffers that are
+// only read elementwise down a column (no bank conflicts).
+template <typename T> __host__ __device__ constexpr int ld_of(int cols) {
+  return cols + (sizeof(T) == 2 ? 8 : 4);
+}
+__host__ __device__ constexpr int ld_ew(int cols) { return cols + 1; }
+
+// Slot slice width of the chunk kernels (M is 32 or a multiple of 64).
+__host__ __device__ constexpr int slice_of(int M) { return M < kTile ? M : kTile; }
+
+// Where the chunks of each sequence live: chunks of sequence n are the flat
+// indices [seq_chunk_off[n], seq_chunk_off[n+1]).
+struct ChunkMap {
+  const int64_t* seq_chunk_off;  // [N + 1]
+  const int32_t* chunk_seq;      // [NC]
+  const int64_t* cu;             // [N + 1] token offsets when packed, else nullptr
+  int64_t seqlen;                // T per batch row (unpacked)
+};
+
+struct ChunkPos {
+  int64_t j;      // flat chunk index
+  int64_t tok0;   // flat token index (over B*T) of the chunk's first token
+  int64_t first;  // flat index of the sequence's first chunk
+  int n, c, nc, L;  // sequence, chunk within it, its chunk count, valid tokens
+};
+
+__device__ __forceinline__ ChunkPos chunk_pos(const ChunkMap& cm, int64_t j) {
+  ChunkPos p;
+  p.j = j;
+  p.n = cm.chunk_seq[j];
+  p.first = cm.seq_chunk_off[p.n];
+  p.c = static_cast<int>(j - p.first);
+  p.nc = static_cast<int>(cm.seq_chunk_off[p.n + 1] - p.first);
+  const int64_t base = cm.cu ? cm.cu[p.n] : static_cast<int64_t>(p.n) * cm.seqlen;
+  const int64_t len = cm.cu ? cm.cu[p.n + 1] - cm.cu[p.n] : cm.seqlen;
+  p.tok0 = base + static_cast<int64_t>(p.c) * kChunk;
+  const int64_t rem = len - static_cast<int64_t>(p.c) * kChunk;
+  p.L = static_cast<int>(rem < kChunk ? rem : kChunk);
+  return p;
+}
+
+// Loads rows x cols of a row-major global tile (row r at src + r * stride),
+// converting to Tdst; rows >= valid are zero. 16-byte loads when the source
+// rows are 16-byte aligned and cols is a multiple of the vector width.
+template <typename Tdst, typename Tsrc>
+__device__ __forceinline__ void load_tile(Tdst* dst, int ld, const Tsrc* src, int64_t stride,
+                                          int rows, int valid, int cols) {
+  constexpr int kVec = 16 / sizeof(Tsrc);
+  const bool vec = cols % kVec == 0 && stride % kVec == 0 &&
+                   (reinterpret_cast<uintptr_t>(src) & 15) == 0;
+  if (vec) {
+    const int vpr = cols / kVec;
+    for (int idx = threadIdx.x; idx < rows * vpr; idx += blockDim.x) {
+      const int r = idx / vpr, c = (idx - r * vpr) * kVec;
+      Tdst* d = dst + r * ld + c;
+      if (r < valid) {
+        const uint4 raw = __ldg(reinterpret_cast<const uint4*>(src + r * stride + c));
+        const Tsrc* e = reinterpret_cast<const Tsrc*>(&raw);
+#pragma unroll
+        for (int u = 0; u < kVec; ++u) d[u] = from_f<Tdst>(to_f<Tsrc>(e[u]));
+      } else {
+#pragma unroll
+        for (int u = 0; u < kVec; ++u) d[u] = from_f<Tdst>(0.f);
+      }
+    }
+    return;
+  }
+  for (int idx = threadIdx.x; idx < rows * cols; idx += blockDim.x) {
+    const int r = idx / cols, c = idx - r * cols;
+    const float x = r < valid ? to_f<Tsrc>(src[r * stride + c]) : 0.f;
+    dst[r * ld + c] = from_f<Tdst>(x);
+  }
+}
+
+// Per-column decay of one chunk for slots [m0, m0 + ms): G[t][m] = sum_{j<=t} g_j
+// (rows >= L contribute 0) and E[t][m] = exp(g_t). Both fp32, leading dim ld.
+template <typename T>
+__device__ __forceinline__ void chunk_decay(float* G, float* E, int ld, const T* g,
+                                            int64_t stride, int L, int ms) {
+  for (int idx = threadIdx.x; idx < kChunk * ms; idx += blockDim.x) {
+    const int t = idx / ms, m = idx - t * ms;
+    const float x = t < L ? to_f<T>(g[t * stride + m]) : 0.f;
+    G[t * ld + m] = x;
+    if (E != nullptr) E[t * ld + m] = __expf(x);
+  }
+  __syncthreads();
+  for (int m = threadIdx.x; m < ms; m += blockDim.x) {
+    float acc = 0.f;
+#pragma unroll 8
+    for (int t = 0; t < kChunk; ++t) {
+      acc += G[t * ld + m];
+      G[t * ld + m] = acc;
+    }
+  }
+  __syncthreads();
+}
+
+}  // namespace ravensp::kernels::gsa_cuda

@@ -1,0 +1,26 @@
+// Host-side launch helpers of the GSA CUDA kernels: the chunk map view of a plan
+// and the dynamic shared-memory opt-in, checked against the device's limit.
+#pragma once
+
+#include "kernels/gsa/gsa_common.cuh"
+#include "kernels/gsa/gsa_plan.h"
+
+namespace ravensp::kernels::gsa_cuda {
+
+inline ChunkMap chunk_map(const Plan& p) {
+  return ChunkMap{p.seq_chunk_off, p.chunk_seq, p.cu, p.seqlen};
+}
+
+template <typename Kernel>
+void set_smem(Kernel kernel, size_t bytes, const char* name) {
+  int dev = 0, max_optin = 0;
+  RAVENSP_CUDA_CHECK(cudaGetDevice(&dev));
+  RAVENSP_CUDA_CHECK(
+      cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  RAVENSP_CHECK(bytes <= static_cast<size_t>(max_optin), name, ": needs ", bytes,
+                " bytes of shared memory per block, the device allows ", max_optin);
+  RAVENSP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          static_cast<int>(bytes)));
+}
+
+}  // namespace ravensp::kernels::gsa_cuda

@@ -1,0 +1,85 @@
+// Launch plan of the CUDA GSA path: sizes, the carving of the caller's workspace
+// into per-chunk state buffers, and the launchers each .cu file provides.
+// Internal to csrc/kernels/gsa (the public entry points are in gsa_cuda.h).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/gsa/params.h"
+
+namespace ravensp::kernels::gsa_cuda {
+
+// Sequential carving of one workspace; with base == nullptr it only counts bytes.
+class Carver {
+ public:
+  explicit Carver(void* base) : base_(static_cast<char*>(base)) {}
+  template <typename T>
+  T* take(int64_t count) {
+    const size_t at = offset_;
+    offset_ += (static_cast<size_t>(count) * sizeof(T) + 255) / 256 * 256;
+    return base_ ? reinterpret_cast<T*>(base_ + at) : nullptr;
+  }
+  size_t bytes() const { return offset_; }
+
+ private:
+  char* base_;
+  size_t offset_ = 0;
+};
+
+struct Plan {
+  int64_t N = 0, H = 0, K = 0, V = 0, M = 0, NC = 0, tokens = 0, seqlen = 0;
+  DType dtype = DType::kBFloat16;
+  const int64_t* cu = nullptr;  // device token offsets or nullptr
+  int64_t* seq_chunk_off = nullptr;  // [N + 1]
+  int32_t* chunk_seq = nullptr;      // [NC]
+  float* hk = nullptr;  // [NC, H, K, M] chunk-start key states (local states before the scan)
+  float* hv = nullptr;  // [NC, H, M, V]
+  float* gl = nullptr;  // [NC, H, M] total log decay of each chunk
+};
+
+// Backward-only buffers (all fp32 except bm/a2, which hold dtype elements).
+struct BwdBufs {
+  float* fin_k = nullptr;  // [N, H, K, M] final states (the end state of each last chunk)
+  float* fin_v = nullptr;  // [N, H, M, V]
+  float* dhk = nullptr;    // [NC, H, K, M] gradient at each chunk's end state
+  float* dhv = nullptr;    // [NC, H, M, V]
+  float* du = nullptr;     // [tokens, H, M] gradient of the pre-softmax scores
+  float* dgca = nullptr;   // [tokens, H, M] p * dp + u * du (part of the decay gradient)
+  void* bm = nullptr;      // [NC, H, 64, 64] sum_m s_im exp(G_tm - G_im) du_tm
+  void* a2 = nullptr;      // [NC, H, 64, 64] sum_m p_tm s_im exp(G_tm - G_im)
+};
+
+// Sizes and the chunk count of a call (cu_seqlens_host gives packed lengths).
+Plan make_plan(const GsaShape& shape, DType dtype);
+// Carves the map and the forward state buffers.
+void carve_states(Plan& plan, Carver& carver);
+
+// gsa_states.cu
+void launch_chunk_map(const Plan& plan, cudaStream_t stream);
+// Per chunk: local states from zero and the chunk's total decay.
+void launch_local_states(const Plan& plan, const void* k, const void* v, const void* s,
+                         const void* g, cudaStream_t stream);
+// Forward scan over chunks: hk/hv become chunk-start states; final states are
+// written to hkT/hvT when not null. Reverse: the buffers hold local state
+// gradients and become the gradients at each chunk's end; d0 gets the start.
+void launch_combine(const Plan& plan, bool reverse, float* bk, float* bv, const float* init_k,
+                    const float* init_v, float* out_k, float* out_v, cudaStream_t stream);
+
+// gsa_chunk_fwd.cu
+void launch_pass1(const Plan& plan, const GsaFwdParams& P, float* p_out, cudaStream_t stream);
+void launch_pass2(const Plan& plan, const GsaFwdParams& P, const float* p, cudaStream_t stream);
+
+// gsa_bwd_scores.cu: per chunk du, p*dp + u*du, and the local state gradients
+// (written into b.dhk / b.dhv before the reverse scan).
+void launch_bwd_scores(const Plan& plan, const GsaBwdParams& P, const float* p, const BwdBufs& b,
+                       cudaStream_t stream);
+// gsa_bwd_grads.cu: ds, dg and the pair matrices, then dq, dk, dv.
+void launch_bwd_ds(const Plan& plan, const GsaBwdParams& P, const float* p, const BwdBufs& b,
+                   cudaStream_t stream);
+void launch_bwd_dqkv(const Plan& plan, const GsaBwdParams& P, const BwdBufs& b,
+                     cudaStream_t stream);
+
+}  // namespace ravensp::kernels::gsa_cuda

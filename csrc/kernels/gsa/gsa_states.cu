@@ -1,0 +1,183 @@
+// Inter-chunk state machinery of the CUDA GSA path: the chunk map, the per-chunk local states (parallel over chunks, tensor cores)
+// and the sequential scan over chunks that turns them into chunk-start states
+// (forward) or carries the state gradients back (reverse).
+#include "kernels/gsa/gsa_common.cuh"
+#include "kernels/gsa/gsa_gemm.cuh"
+#include "kernels/gsa/gsa_plan.h"
+#include "kernels/gsa/gsa_launch.cuh"
+
+namespace ravensp::kernels {
+namespace gsa_cuda {
+namespace {
+
+__global__ void chunk_map_kernel(const int64_t* cu, int64_t N, int64_t T, int64_t* off,
+                                 int32_t* chunk_seq) {
+  if (threadIdx.x == 0) {
+    int64_t acc = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      off[n] = acc;
+      const int64_t len = cu ? cu[n + 1] - cu[n] : T;
+      acc += (len + kChunk - 1) / kChunk;
+    }
+    off[N] = acc;
+  }
+  __syncthreads();
+  for (int64_t n = threadIdx.x; n < N; n += blockDim.x)
+    for (int64_t j = off[n]; j < off[n + 1]; ++j) chunk_seq[j] = static_cast<int32_t>(n);
+}
+
+// grid (NC, H, K/64 + V/64): block z computes 64 rows of the local Hk
+// (k-tile z) or 64 columns of the local Hv, from W = s * exp(G_L - G).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) local_states_kernel(
+    ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
+    const T* __restrict__ s, const T* __restrict__ g, float* hk, float* hv, float* gl) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const ChunkPos cp = chunk_pos(cm, blockIdx.x);
+  const int h = blockIdx.y, z = blockIdx.z;
+  const int ldg = ld_ew(M), ldw = ld_of<T>(M), ldx = ld_of<T>(kTile);
+  float* G = reinterpret_cast<float*>(smem_raw);
+  T* W = reinterpret_cast<T*>(G + kChunk * ldg + 32);
+  T* X = W + kChunk * ldw + 64;
+  const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
+  chunk_decay<T>(G, nullptr, ldg, g + tokM, rowM, cp.L, M);
+  for (int idx = threadIdx.x; idx < kChunk * M; idx += blockDim.x) {
+    const int t = idx / M, m = idx - t * M;
+    const float sv = t < cp.L ? to_f<T>(s[tokM + t * rowM + m]) : 0.f;
+    W[t * ldw + m] = from_f<T>(sv * __expf(G[(kChunk - 1) * ldg + m] - G[t * ldg + m]));
+  }
+  const int64_t unit = cp.j * H + h;
+  if (z == 0)
+    for (int m = threadIdx.x; m < M; m += blockDim.x) gl[unit * M + m] = G[(kChunk - 1) * ldg + m];
+  const int kt = K / kTile;
+  if (z < kt) {
+    load_tile(X, ldx, k + (cp.tok0 * H + h) * K + z * kTile, static_cast<int64_t>(H) * K, kChunk,
+              cp.L, kTile);
+    __syncthreads();
+    block_mma<true, false>(hk + unit * K * M + static_cast<int64_t>(z) * kTile * M, M, X, ldx, W,
+                           ldw, kTile, M, kChunk, false);
+  } else {
+    const int vt = z - kt;
+    load_tile(X, ldx, v + (cp.tok0 * H + h) * V + vt * kTile, static_cast<int64_t>(H) * V, kChunk,
+              cp.L, kTile);
+    __syncthreads();
+    block_mma<true, false>(hv + unit * M * V + vt * kTile, V, W, ldw, X, ldx, M, kTile, kChunk,
+                           false);
+  }
+}
+
+// grid (N*H, ceil((K*M + M*V) / 256)): one thread per state element walks the
+// sequence's chunks; buf[j] receives the running value before chunk j.
+__global__ void __launch_bounds__(kThreads) combine_kernel(
+    const int64_t* __restrict__ off, int H, int K, int V, int M, bool reverse, float* bk,
+    float* bv, const float* __restrict__ gl, const float* __restrict__ init_k,
+    const float* __restrict__ init_v, float* out_k, float* out_v) {
+  const int64_t nh = blockIdx.x, KM = static_cast<int64_t>(K) * M, MV = static_cast<int64_t>(M) * V;
+  const int64_t e = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (e >= KM + MV) return;
+  const int64_t n = nh / H, h = nh % H;
+  const bool is_k = e < KM;
+  const int64_t el = is_k ? e : e - KM, size = is_k ? KM : MV;
+  const int m = static_cast<int>(is_k ? el % M : el / V);
+  float* buf = is_k ? bk : bv;
+  const float* init = is_k ? init_k : init_v;
+  float* out = is_k ? out_k : out_v;
+  const int64_t stride = H * size, eoff = h * size + el;
+  const int64_t first = off[n], nc = off[n + 1] - first;
+  float run = init ? init[nh * size + el] : 0.f;
+  int64_t step = 0;
+  for (; step + 4 <= nc; step += 4) {
+    float loc[4], dec[4];
+    int64_t idx[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int64_t j = first + (reverse ? nc - 1 - (step + u) : step + u);
+      idx[u] = j * stride + eoff;
+      loc[u] = buf[idx[u]];
+      dec[u] = gl[(j * H + h) * M + m];
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      buf[idx[u]] = run;
+      run = fmaf(run, __expf(dec[u]), loc[u]);
+    }
+  }
+  for (; step < nc; ++step) {
+    const int64_t j = first + (reverse ? nc - 1 - step : step);
+    const int64_t idx = j * stride + eoff;
+    const float loc = buf[idx];
+    buf[idx] = run;
+    run = fmaf(run, __expf(gl[(j * H + h) * M + m]), loc);
+  }
+  if (out) out[nh * size + el] = run;
+}
+
+template <typename T>
+void local_states_typed(const Plan& p, const void* k, const void* v, const void* s, const void* g,
+                        cudaStream_t stream) {
+  const size_t smem = (kChunk * ld_ew(p.M) + 32) * sizeof(float) +
+                      (kChunk * ld_of<T>(p.M) + 64 + kChunk * ld_of<T>(kTile)) * sizeof(T);
+  set_smem(local_states_kernel<T>, smem, "gsa local_states");
+  dim3 grid(p.NC, p.H, p.K / kTile + p.V / kTile);
+  local_states_kernel<T><<<grid, kThreads, smem, stream>>>(
+      chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v),
+      static_cast<const T*>(s), static_cast<const T*>(g), p.hk, p.hv, p.gl);
+  RAVENSP_LAUNCH_CHECK("gsa local_states_kernel");
+}
+
+}  // namespace
+
+Plan make_plan(const GsaShape& sh, DType dtype) {
+  Plan p;
+  p.N = sh.num_seqs;
+  p.H = sh.heads;
+  p.K = sh.head_k;
+  p.V = sh.head_v;
+  p.M = sh.slots;
+  p.tokens = sh.batch * sh.seqlen;
+  p.seqlen = sh.seqlen;
+  p.dtype = dtype;
+  p.cu = sh.cu_seqlens;
+  if (sh.cu_seqlens_host != nullptr) {
+    for (int64_t n = 0; n < p.N; ++n)
+      p.NC += (sh.cu_seqlens_host[n + 1] - sh.cu_seqlens_host[n] + kChunk - 1) / kChunk;
+  } else {
+    p.NC = p.N * ((sh.seqlen + kChunk - 1) / kChunk);
+  }
+  return p;
+}
+
+void carve_states(Plan& p, Carver& c) {
+  p.seq_chunk_off = c.take<int64_t>(p.N + 1);
+  p.chunk_seq = c.take<int32_t>(p.NC);
+  p.hk = c.take<float>(p.NC * p.H * p.K * p.M);
+  p.hv = c.take<float>(p.NC * p.H * p.M * p.V);
+  p.gl = c.take<float>(p.NC * p.H * p.M);
+}
+
+void launch_chunk_map(const Plan& p, cudaStream_t stream) {
+  chunk_map_kernel<<<1, kThreads, 0, stream>>>(p.cu, p.N, p.seqlen, p.seq_chunk_off, p.chunk_seq);
+  RAVENSP_LAUNCH_CHECK("gsa chunk_map_kernel");
+}
+
+void launch_local_states(const Plan& p, const void* k, const void* v, const void* s,
+                         const void* g, cudaStream_t stream) {
+  switch (p.dtype) {
+    case DType::kBFloat16: return local_states_typed<__nv_bfloat16>(p, k, v, s, g, stream);
+    case DType::kFloat16: return local_states_typed<__half>(p, k, v, s, g, stream);
+    default: return local_states_typed<float>(p, k, v, s, g, stream);
+  }
+}
+
+void launch_combine(const Plan& p, bool reverse, float* bk, float* bv, const float* init_k,
+                    const float* init_v, float* out_k, float* out_v, cudaStream_t stream) {
+  const int64_t E = p.K * p.M + p.M * p.V;
+  dim3 grid(p.N * p.H, (E + kThreads - 1) / kThreads);
+  combine_kernel<<<grid, kThreads, 0, stream>>>(p.seq_chunk_off, p.H, p.K, p.V, p.M, reverse, bk,
+                                                bv, p.gl, init_k, init_v, out_k, out_v);
+  RAVENSP_LAUNCH_CHECK("gsa combine_kernel");
+}
+
+}  // namespace gsa_cuda
+
+}  // namespace ravensp::kernels

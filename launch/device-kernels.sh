@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The GSA kernel run on the GPU machine (device tool): build with ninja -j16,
+# the GPU tests of the CUDA kernels, compute-sanitizer memcheck on a small
+# case, then the FLA-side-by-side benchmark. Logs and kernels.json go to $OUT.
+# Carry .fla (FLA's fla/ source and fla_autotune_h100.tgz) for the FLA columns.
+# Usage: bash launch/device-kernels.sh [pytest -k expr] [bench --shapes arg]
+set -uo pipefail
+OUT=${OUT:-/tmp/ravensp-out}
+mkdir -p "$OUT"
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0a
+TESTS_K=${1:-}
+SHAPES=${2:-all}
+BUILD=build/kernels
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/machine.txt"
+
+start=$(date +%s)
+cmake -S . -B $BUILD -G Ninja -DRAVENSP_WITH_LAUNCHER=OFF -DRAVENSP_WITH_MPI=OFF \
+  -DRAVENSP_WITH_TESTS=OFF -DPython_EXECUTABLE="$(which python3)" \
+  -DCMAKE_CUDA_ARCHITECTURES=90a > "$OUT/build.log" 2>&1 &&
+  ninja -C $BUILD -j16 ravensp_C >> "$OUT/build.log" 2>&1
+rc=$?
+echo "build rc=$rc in $(( $(date +%s) - start )) s"
+if [ $rc -ne 0 ]; then grep -E "error|FAILED" -A5 "$OUT/build.log" | head -60; exit $rc; fi
+cp $BUILD/python/_C*.so $BUILD/lib/*.so python/ravensp/
+export PYTHONPATH=$PWD/python:$PWD/tests/python
+
+start=$(date +%s)
+python3 -m pytest -q -p no:cacheprovider tests/python/test_gsa_cuda.py ${TESTS_K:+-k "$TESTS_K"} \
+  2>&1 | tee "$OUT/test.log" | tail -25
+echo "tests rc=${PIPESTATUS[0]} in $(( $(date +%s) - start )) s"
+
+start=$(date +%s)
+PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 7 python3 -c "
+import torch, ravensp
+from conftest import make_gsa_inputs
+cu = torch.tensor([0, 5, 70, 100], device='cuda')
+for dt in (torch.bfloat16, torch.float32):
+    q, k, v, s, g, hk0, hv0 = make_gsa_inputs(1, 100, 2, 64, 128, 32, dtype=dt, states=True,
+                                              n_seqs=3, device='cuda')
+    o, st = ravensp.chunk_gsa(q, k, v, s, g, 1.0, (hk0, hv0), True, cu_seqlens=cu)
+    (o.float().sum() + st[0].sum() + st[1].sum()).backward()
+    o, st = ravensp.fused_recurrent_gsa(q, k, v, s, g, 1.0, (hk0, hv0), True, cu_seqlens=cu)
+torch.cuda.synchronize(); print('memcheck case done')
+" > "$OUT/memcheck.log" 2>&1
+echo "memcheck rc=$? in $(( $(date +%s) - start )) s: $(grep -E 'ERROR SUMMARY|memcheck case' "$OUT/memcheck.log" | tr '\n' ' ')"
+
+if [ "$SHAPES" != "none" ]; then
+  export TRITON_CACHE_DIR=/tmp/tc
+  mkdir -p $TRITON_CACHE_DIR
+  [ -f .fla/fla_autotune_h100.tgz ] && tar -xzf .fla/fla_autotune_h100.tgz -C $TRITON_CACHE_DIR
+  start=$(date +%s)
+  PYTHONPATH=$PWD/.fla:$PYTHONPATH python3 -m ravensp.bench.kernels --out "$OUT/kernels.json" \
+    --shapes "$SHAPES" ${PROFILE:+--profile} > "$OUT/bench.log" 2>&1
+  echo "bench rc=$? in $(( $(date +%s) - start )) s"
+  [ -n "${PROFILE:-}" ] && grep -A14 "Self CUDA" "$OUT/bench.log" | sed -E 's/ravensp::kernels::gsa_cuda::\(anonymous namespace\):://' | cut -c1-92,150-185
+  tail -22 "$OUT/bench.log"
+fi

@@ -1,0 +1,1 @@
+"""Benchmarks (modules run with ``python -m ravensp.bench.<name>``), not tests."""
