@@ -43,8 +43,10 @@ at::Tensor scores(const Config& c, const Tile& t, const at::Tensor& qh, const at
   return s;
 }
 
+// Fused kernels get packed [B, n, H, D] tiles (a row slice of a B > 1 shard is not):
+// cuDNN's stride support varies by version, a copy of one tile is cheap beside it.
 at::Tensor expand_kv(const at::Tensor& x, int64_t groups) {
-  return groups == 1 ? x : x.repeat_interleave(groups, 2);
+  return groups == 1 ? x.contiguous() : x.repeat_interleave(groups, 2);
 }
 at::Tensor sum_groups(const at::Tensor& x, int64_t hkv) {  // [B, n, H, D] -> [B, n, Hkv, D]
   return x.reshape({x.size(0), x.size(1), hkv, x.size(2) / hkv, x.size(3)}).sum(3);
@@ -105,7 +107,7 @@ std::tuple<at::Tensor, at::Tensor> fused_forward(const Config& c, const Tile& t,
                                                  const at::Tensor& v) {
   const int64_t G = c.H / c.Hkv;
   const bool causal = t.kind == TileKind::kCausal;
-  at::Tensor qt = q.transpose(1, 2), kt = expand_kv(k, G).transpose(1, 2),
+  at::Tensor qt = q.contiguous().transpose(1, 2), kt = expand_kv(k, G).transpose(1, 2),
              vt = expand_kv(v, G).transpose(1, 2);
   at::Tensor o, lse;
   if (kern == Kernel::kCudnn) {
@@ -127,7 +129,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_backward(
     const at::Tensor& k, const at::Tensor& v, const at::Tensor& o, const at::Tensor& lse) {
   const int64_t G = c.H / c.Hkv;
   const bool causal = t.kind == TileKind::kCausal;
-  at::Tensor qt = q.transpose(1, 2), kt = expand_kv(k, G).transpose(1, 2),
+  at::Tensor qt = q.contiguous().transpose(1, 2), kt = expand_kv(k, G).transpose(1, 2),
              vt = expand_kv(v, G).transpose(1, 2);
   at::Tensor dot = grad_o.contiguous().transpose(1, 2), ot = o.contiguous().transpose(1, 2);
   at::Tensor lse32 = lse.to(at::kFloat).contiguous();

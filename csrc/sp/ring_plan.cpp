@@ -95,15 +95,29 @@ std::vector<Tile> plan_tiles(const Config& c, int q_rank, int kv_rank, int64_t c
       out.push_back(t);
       continue;
     }
-    for (int64_t r = 0; r < t.nq; r += chunk_rows) {
-      const int64_t nq = std::min(chunk_rows, t.nq - r), qa = t.qg + r, qb = qa + nq - 1;
+    for (int64_t r = 0, nq = 0; r < t.nq; r += nq) {
+      nq = std::min(chunk_rows, t.nq - r);
+      const int64_t qa = t.qg + r;
+      if (!c.cu.empty())  // end chunks at document starts: a chunk inside one document
+        nq = std::min(nq, c.cu[doc_of(c.cu, qa) + 1] - qa);  // is causal-diagonal or full
+      const int64_t qb = qa + nq - 1;
       // Keys this chunk can reach, clipped to the tile's columns.
       const int64_t ka = std::max(t.kg, visible_keys(c, qa).lo);
       const int64_t kb = std::min(t.kg + t.nk - 1, visible_keys(c, qb).hi);
       if (ka > kb) continue;
+      auto add = [&](int64_t a, int64_t b) {  // keys [a, b] of this chunk, if visible
+        TileKind kind;
+        if (classify(c, qa, qb, a, b, &kind))
+          out.push_back(Tile{t.q0 + r, nq, qa, t.k0 + (a - t.kg), b - a + 1, a, kind});
+      };
       TileKind kind;
       if (!classify(c, qa, qb, ka, kb, &kind)) continue;
-      out.push_back(Tile{t.q0 + r, nq, qa, t.k0 + (ka - t.kg), kb - ka + 1, ka, kind});
+      if (kind == TileKind::kMasked && c.causal && ka < qa && kb == qb) {
+        add(ka, qa - 1);  // the keys before the chunk: often unmasked (fused kernel)
+        add(qa, qb);      // the chunk's own triangle: causal-diagonal unless a window cuts it
+      } else {
+        add(ka, kb);
+      }
     }
   }
   return out;

@@ -224,4 +224,41 @@ TEST(RingAttentionPlan, SkipsMaskedBlocksAndBalancesZigzag) {
   EXPECT_EQ(steps[0].s, 1);
 }
 
+// The tiles of every rank pair cover exactly the visible (query, key) pairs, once
+// each, for small chunks (so chunking, document splits and the causal split run).
+TEST(RingAttentionPlan, TilesCoverExactlyTheVisiblePairs) {
+  namespace rg = rs::ring;
+  const int P = world().comm->size();
+  for (int layout = 0; layout < 2; ++layout)
+    for (int variant = 0; variant < 6; ++variant) {
+      rg::Config c;
+      c.world = P;
+      c.L = 14;
+      c.layout = static_cast<rs::Layout>(layout);
+      c.causal = variant != 5;
+      c.window = (variant == 1 || variant == 3 || variant == 5) ? 4 : (variant == 4 ? 17 : 0);
+      if (variant >= 2) c.cu = make_cu(c.L * P, c.L);
+      auto gpos = [&](int rank) { return rs::global_positions(c.layout, rank, P, c.L); };
+      for (int qr = 0; qr < P; ++qr)
+        for (int kr = 0; kr < P; ++kr) {
+          at::Tensor cover = at::zeros({c.L, c.L}, at::kInt);
+          for (const rg::Tile& t : rg::plan_tiles(c, qr, kr, 3)) {
+            at::Tensor m = at::ones({t.nq, t.nk}, at::kInt);
+            if (t.kind == rg::TileKind::kCausal) m = m.tril();
+            if (t.kind == rg::TileKind::kMasked) m = rg::tile_mask(c, t, 0, t.nq, at::kCPU).to(at::kInt);
+            cover.narrow(0, t.q0, t.nq).narrow(1, t.k0, t.nk).add_(m);
+          }
+          at::Tensor qp = gpos(qr), kp = gpos(kr), want = at::zeros({c.L, c.L}, at::kInt);
+          for (int64_t i = 0; i < c.L; ++i) {
+            const rg::KeyRange kr_i = rg::visible_keys(c, qp[i].item<int64_t>());
+            want[i] = kp.ge(kr_i.lo).logical_and(kp.le(kr_i.hi)).to(at::kInt);
+          }
+          ASSERT_TRUE(cover.equal(want)) << "layout " << layout << " variant " << variant
+                                         << " q rank " << qr << " kv rank " << kr << "\n"
+                                         << cover << "\n" << want;
+          EXPECT_EQ(rg::needs_block(c, qr, kr), want.sum().item<int64_t>() > 0);
+        }
+    }
+}
+
 }  // namespace
