@@ -14,6 +14,11 @@ if(RAVENSP_WITH_TORCH)
     endif()
     list(APPEND CMAKE_PREFIX_PATH ${_torch_prefix})
   endif()
+  # Torch's CMake adds -gencode flags for every arch it knows unless told the
+  # list; keep the build to what CMAKE_CUDA_ARCHITECTURES asks (sm_90a).
+  if(RAVENSP_WITH_CUDA AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+    set(ENV{TORCH_CUDA_ARCH_LIST} "9.0a")
+  endif()
   find_package(Torch REQUIRED)
   # torch's CMake adds its own flags to CMAKE_CXX_FLAGS; keep ours separate.
   find_library(TORCH_PYTHON_LIBRARY torch_python PATHS "${TORCH_INSTALL_PREFIX}/lib" NO_DEFAULT_PATH)

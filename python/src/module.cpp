@@ -1,6 +1,13 @@
-// ravensp._C: links the op library so that `import ravensp` registers the ops,
-// and reports how this build was configured.
+// ravensp._C: links the op and SP libraries so that `import ravensp` registers
+// the torch ops, reports how this build was configured, and exposes the
+// communicator bootstraps as integer group handles (the SP ops take handles).
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+#include "ravensp/comm.h"
+#include "ravensp/sp.h"
 
 namespace py = pybind11;
 
@@ -20,8 +27,20 @@ namespace ravensp::ops {
 const char* op_library_tag();
 }  // namespace ravensp::ops
 
+namespace {
+
+using ravensp::comm::Communicator;
+
+int64_t keep(std::unique_ptr<Communicator> c) {
+  return ravensp::sp::register_group(std::shared_ptr<Communicator>(std::move(c)));
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "ravensp native extension (op library loader and build facts)";
+  namespace comm = ravensp::comm;
+  namespace sp = ravensp::sp;
+  m.doc() = "ravensp native extension (op library loader, build facts, communicator bootstraps)";
   m.def("build_info", []() {
     py::dict d;
     d["version"] = RAVENSP_VERSION;
@@ -31,4 +50,45 @@ PYBIND11_MODULE(_C, m) {
     d["op_library"] = ravensp::ops::op_library_tag();
     return d;
   });
+  m.def("launch_env", []() {
+    comm::LaunchEnv e = comm::detect_launch_env();
+    const char* names[] = {"none", "mpi", "torchrun"};
+    return py::make_tuple(names[int(e.launcher)], e.rank, e.world_size, e.local_rank);
+  });
+  m.def("group_init_mpi", []() { return keep(comm::init_mpi_world()); },
+        "MPI_COMM_WORLD (duplicated) as a host-memory group; returns its handle");
+  m.def("group_from_mpi_fortran", [](int64_t f) { return keep(comm::mpi_from_fortran_handle(f)); });
+  m.def("group_init_tcp_from_env", []() { return keep(comm::init_tcp_from_env()); });
+  m.def("nccl_unique_id", []() {
+    comm::NcclUniqueId id = comm::nccl_unique_id();
+    return py::bytes(reinterpret_cast<const char*>(id.data()), id.size());
+  });
+  m.def("group_init_nccl", [](py::bytes id_bytes, int rank, int size, int device) {
+    std::string s = id_bytes;
+    comm::NcclUniqueId id{};
+    if (s.size() != id.size())
+      throw std::invalid_argument("nccl unique id must be " + std::to_string(id.size()) +
+                                  " bytes, got " + std::to_string(s.size()));
+    std::memcpy(id.data(), s.data(), id.size());
+    py::gil_scoped_release release;  // init is collective: other ranks may need the GIL-free wait
+    return keep(comm::init_nccl(id, rank, size, device));
+  });
+  m.def("group_info", [](int64_t h) {
+    Communicator& c = sp::group(h);
+    return py::make_tuple(c.rank(), c.size(), comm::backend_name(c.backend()), c.name());
+  });
+  m.def("group_split", [](int64_t h, int color, int key, const std::string& name) -> int64_t {
+    auto c = sp::group(h).split(color, key, name);
+    return c ? keep(std::move(c)) : -1;
+  });
+  m.def("group_mesh", [](int64_t world, int sp_size) {
+    comm::Mesh mesh = comm::make_dp_sp_mesh(sp::group(world), sp_size);
+    return py::make_tuple(keep(std::move(mesh.dp)), keep(std::move(mesh.sp)));
+  });
+  m.def("group_set_timeout", [](int64_t h, double s) { sp::group(h).set_timeout(s); });
+  m.def("group_barrier", [](int64_t h) {
+    py::gil_scoped_release release;
+    sp::group(h).barrier();
+  });
+  m.def("group_destroy", &sp::unregister_group);
 }

@@ -15,6 +15,7 @@ from torch import nn
 
 from .feature_maps import make_feature_map
 from .gsa_core import gsa
+from ..distributed import sp_gsa
 from .gumbel import gumbel_noise, layer_key
 from .norms import GatedRMSNorm, RMSNorm, compute_dtype
 from .padding import pad, unpad
@@ -22,6 +23,7 @@ from .rotary import RotaryEmbedding, rope_positions
 from .router import ROUTER_SCORES, make_router_proj, route
 
 MODES = ("chunk", "fused_recurrent")
+SP_EXCHANGES = ("lasp2", "lasp1")
 DECAY_TYPES = ("Mamba2", "GLA")
 RECURRENT_MAX_LEN = 64  # inputs this short run token by token, as in the public layer
 
@@ -85,9 +87,12 @@ class RavenAttention(nn.Module):
         router_score: str = "sigmoid",
         router_type: str = "lin",
         use_rope: bool = False,
+        sp_group: Optional[Any] = None,
+        sp_exchange: str = "lasp2",
         **kwargs,
     ):
         super().__init__()
+        _choice("sp_exchange", sp_exchange, SP_EXCHANGES)
         _choice("mode", mode, MODES)
         _choice("decay_type", decay_type, DECAY_TYPES)
         _choice("router_score", router_score, ROUTER_SCORES)
@@ -130,6 +135,10 @@ class RavenAttention(nn.Module):
         self.layer_idx = layer_idx
         self.gumbel_seed = 0
         self.gumbel_step = 0
+        # Sequence parallelism (ravensp.distributed.SPGroup): forward then takes
+        # this rank's shard in the group's layout, with GLOBAL cu_seqlens.
+        self.sp_group = sp_group
+        self.sp_exchange = sp_exchange
 
         self.feature_map = make_feature_map(feature_map, self.head_k_dim)
         self.q_proj = nn.Linear(hidden_size, self.key_dim, bias=False)
@@ -219,6 +228,9 @@ class RavenAttention(nn.Module):
         past_key_values: an FLA-style Cache (len, [layer_idx]['recurrent_state'],
         get_seq_length, update), with use_cache returning the final GSA state.
         """
+        if self.sp_group is not None:
+            return self._forward_sp(hidden_states, attention_mask, past_key_values, cu_seqlens,
+                                    position_ids)
         self._check_inputs(hidden_states, attention_mask, cu_seqlens, position_ids)
         B, T, _ = hidden_states.shape
         device = hidden_states.device
@@ -251,19 +263,38 @@ class RavenAttention(nn.Module):
             rows = rows.reshape(-1).index_select(0, indices)[None]
             positions = positions.reshape(-1).index_select(0, indices)[None]
 
+        rope_pos = rope_positions(x.shape[1], device, cu_seqlens, rope_offset) if self.use_rope else None
+        q, k, v, s, g = self._gsa_inputs(x, rope_pos, rows, positions)
+        scale = self.head_k_dim**-0.5 if self.scale is None else self.scale
+        initial_state = last_state["recurrent_state"] if last_state is not None else None
+        o, final_state = gsa(mode, q, k, v, s, g, scale, initial_state, bool(use_cache), cu_seqlens)
+        if past_key_values is not None:
+            past_key_values.update(
+                recurrent_state=final_state, conv_state=None, layer_idx=self.layer_idx, offset=T
+            )
+
+        o = self._output(o, x)
+        if attention_mask is not None:
+            o = pad(o, indices, B, T)
+        return o, None, past_key_values
+
+    def _gsa_inputs(self, x, rope_pos, rows, positions):
+        """Projections, feature maps, norms, RoPE, router and decay -> GSA's q, k, v, s, g.
+
+        rope_pos: positions for RoPE (None when unused); rows, positions: the
+        Gumbel noise keys of every token.
+        """
         H, Hkv, M = self.num_heads, self.num_kv_heads, self.num_slots
         q = self.q_proj(x).unflatten(-1, (H, self.head_k_dim))
         k = self.k_proj(x).unflatten(-1, (Hkv, self.head_k_dim))
         v = self.v_proj(x).unflatten(-1, (Hkv, self.head_v_dim))
         logits = self.r_proj(x).unflatten(-1, (H, M))
         f = self._decay(x)
-
         q, k = self.feature_map(q), self.feature_map(k)
         q, k = self.q_norm(q), self.k_norm(k)
-        if self.use_rope:
-            q, k = self.rotary(q, k, rope_positions(x.shape[1], device, cu_seqlens, rope_offset))
+        if rope_pos is not None:
+            q, k = self.rotary(q, k, rope_pos)
         v = F.silu(v)
-
         if self.add_gumbel_noise and self.training:
             logits = logits + gumbel_noise(
                 self.gumbel_seed, self.gumbel_step, layer_key(self.layer_idx), rows, positions, H, M, logits.dtype
@@ -274,20 +305,45 @@ class RavenAttention(nn.Module):
         if self.num_kv_groups > 1:
             k = k.repeat_interleave(self.num_kv_groups, dim=-2)
             v = v.repeat_interleave(self.num_kv_groups, dim=-2)
+        return q, k, v, s, g
 
-        scale = self.head_k_dim**-0.5 if self.scale is None else self.scale
-        initial_state = last_state["recurrent_state"] if last_state is not None else None
-        o, final_state = gsa(mode, q, k, v, s, g, scale, initial_state, bool(use_cache), cu_seqlens)
-        if past_key_values is not None:
-            past_key_values.update(
-                recurrent_state=final_state, conv_state=None, layer_idx=self.layer_idx, offset=T
-            )
-
+    def _output(self, o, x):
+        """silu, then g_norm (or o_norm gated by o_gate_proj), then o_proj."""
         if self.use_output_gate:
-            gate = self.o_gate_proj(x).unflatten(-1, (H, self.head_v_dim))
-            o = self.o_proj(self.o_norm(F.silu(o), gate).flatten(-2))
+            gate = self.o_gate_proj(x).unflatten(-1, (self.num_heads, self.head_v_dim))
+            return self.o_proj(self.o_norm(F.silu(o), gate).flatten(-2))
+        return self.o_proj(self.g_norm(F.silu(o.flatten(-2))))
+
+    def _forward_sp(self, x, attention_mask, past_key_values, cu_seqlens, position_ids):
+        """This rank's shard [B, L, hidden] of a sequence split over self.sp_group.
+
+        Positions (RoPE, Gumbel keys) are global, so every token sees exactly what
+        it sees in the unsharded layer; cu_seqlens are the global document offsets.
+        """
+        group = self.sp_group
+        if attention_mask is not None or past_key_values is not None:
+            raise ValueError("RavenAttention with sp_group takes packed documents (cu_seqlens), "
+                             "not attention_mask, and keeps no cache (past_key_values)")
+        if x.dim() != 3 or x.shape[-1] != self.hidden_size:
+            raise ValueError(f"hidden_states must be [B, L, hidden_size={self.hidden_size}], "
+                             f"got {list(x.shape)}")
+        B, L, _ = x.shape
+        device = x.device
+        gpos = group.positions(L, device)
+        if cu_seqlens is not None:
+            cu_seqlens = cu_seqlens.to(device=device, dtype=torch.int64)
+            doc = torch.searchsorted(cu_seqlens[1:], gpos, right=True)
+            rope_pos = (gpos - cu_seqlens[doc])[None, :]
         else:
-            o = self.o_proj(self.g_norm(F.silu(o.flatten(-2))))
-        if attention_mask is not None:
-            o = pad(o, indices, B, T)
-        return o, None, past_key_values
+            rope_pos = gpos[None, :]
+        rows = torch.arange(B, device=device)[:, None].expand(B, L)
+        positions = gpos[None, :].expand(B, L) if position_ids is None else \
+            position_ids.to(device).expand(B, L)
+
+        q, k, v, s, g = self._gsa_inputs(x, rope_pos if self.use_rope else None, rows, positions)
+        scale = self.head_k_dim**-0.5 if self.scale is None else self.scale
+        o = sp_gsa(q, k, v, s, g, group, scale=scale, cu_seqlens=cu_seqlens,
+                   exchange=self.sp_exchange)
+        o = self._output(o, x)
+        return o, None, None
+

@@ -126,3 +126,10 @@ def fused_recurrent_gsa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, s: to
     o, hkT, hvT = _ops.gsa_recurrent(q, k, v, s, g, _resolve_scale(q, scale), hk0, hv0,
                                      cu_seqlens)
     return o, ((hkT, hvT) if output_final_state else None)
+
+
+@torch.library.register_fake("ravensp::sp_gsa")
+def _sp_gsa_fake(q, k, v, s, g, scale, hk0, hv0, cu_seqlens, group, layout, exchange=0,
+                 chunk_size=64):
+    _check_devices(q, k=k, v=v, s=s, g=g, hk0=hk0, hv0=hv0, cu_seqlens=cu_seqlens)
+    return v.new_empty(v.shape)
