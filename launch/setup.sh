@@ -14,7 +14,9 @@ command -v g++ >/dev/null || apt_pkgs+=(g++)
 command -v mpirun >/dev/null || apt_pkgs+=(openmpi-bin libopenmpi-dev)
 [ -e /usr/include/boost/program_options.hpp ] || apt_pkgs+=(libboost-program-options-dev)
 [ -e /usr/include/gtest/gtest.h ] || apt_pkgs+=(libgtest-dev)
-if [ ${#apt_pkgs[@]} -gt 0 ]; then
+if [ ${#apt_pkgs[@]} -gt 0 ] && [ "${RAVENSP_SKIP_APT:-0}" = 1 ]; then
+  echo "setup: RAVENSP_SKIP_APT=1: not installing ${apt_pkgs[*]}; the build must be told to do without them" >&2
+elif [ ${#apt_pkgs[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then
     echo "setup: missing ${apt_pkgs[*]} and no apt-get to install them" >&2; exit 1
   fi
