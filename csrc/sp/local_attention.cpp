@@ -16,6 +16,7 @@ namespace ravensp::sp::ring {
 namespace {
 
 constexpr int64_t kMathRows = 256;  // query rows per math chunk: bounds the logits buffer
+constexpr int64_t kMinFusedRows = 16;  // smaller tiles take the math path
 
 // The LSE rank cuDNN's forward returned ([B, H, n] or [B, H, n, 1]), so the backward
 // hands the final LSE back in the same shape.
@@ -161,8 +162,10 @@ const char* kernel_name(Kernel k) {
 
 Kernel tile_kernel(const Config& c, const Tile& t, const at::Tensor& q) {
   const auto dt = q.scalar_type();
+  // Tiny tiles (documents of a few tokens) run on math: cuDNN rejects 1 x 1 and a
+  // fused launch buys nothing at that size.
   if (!q.is_cuda() || t.kind == TileKind::kMasked || (dt != at::kHalf && dt != at::kBFloat16) ||
-      c.D % 8 != 0 || c.D > 256)
+      c.D % 8 != 0 || c.D > 256 || t.nq < kMinFusedRows || t.nk < kMinFusedRows)
     return Kernel::kMath;
   const char* env = std::getenv(kKernelEnv);
   const std::string want = env && *env ? env : "cudnn";

@@ -66,20 +66,23 @@ def ring_step(q, k, v, g, layout):
 
 def p2_rank_compute(q, k, v, g, k_peer, v_peer):
     """What rank 1 of a 2-GPU zigzag ring computes, minus the transfers: its diagonal
-    step (zigzag tiles on its own K/V) and all its queries against the first half of
-    rank 0's K/V (non-causal), merged by LSE in fp32; then both backward passes with
-    the merged output and LSE."""
+    step (the op's zigzag tiles on its own K/V, forward and recompute backward) and
+    its half-block step, all L queries against the first L/2 keys of rank 0 (one
+    unmasked cuDNN call each way, as the ring plans it), with the fp32 LSE merge."""
     s = q.shape[-1] ** -0.5
     L = q.shape[1]
-    kh, vh = k_peer[:, : L // 2].contiguous(), v_peer[:, : L // 2].contiguous()
     o1, l1 = OPS.ring_attention_fwd(q, k, v, s, True, 0, None, 0, 1)
-    o2, l2 = OPS.ring_attention_fwd(q, kh, vh, s, False, 0, None, 0, 0)
+    leaves = [t.detach().transpose(1, 2).requires_grad_()
+              for t in (q, k_peer[:, : L // 2], v_peer[:, : L // 2])]
+    o2, l2 = torch.ops.aten._scaled_dot_product_cudnn_attention(*leaves, None, True, 0.0, False,
+                                                                 False, scale=s)[:2]
+    l2 = l2.reshape(l1.shape).detach()
     lse = torch.logaddexp(l1, l2)
     w1 = (l1 - lse).exp().transpose(1, 2)[..., None]
     w2 = (l2 - lse).exp().transpose(1, 2)[..., None]
-    o = (o1.float() * w1 + o2.float() * w2).to(q.dtype)
+    o = (o1.float() * w1 + o2.detach().transpose(1, 2).float() * w2).to(q.dtype)
     OPS.ring_attention_bwd(g, q, k, v, o, lse, s, True, 0, None, 0, 1)
-    OPS.ring_attention_bwd(g, q, kh, vh, o, lse, s, False, 0, None, 0, 0)
+    o2.backward(g.transpose(1, 2))  # the half block's backward: same kernel, same FLOPs
 
 
 def run(lengths, H, Hkv, D, reps):
