@@ -6,6 +6,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include "ops/op_boundary.h"
 #include "ravensp/ops.h"
 
 namespace ravensp::ops {
@@ -111,15 +112,15 @@ std::tuple<Tensor, Tensor, Tensor> gsa_recurrent_autograd(const Tensor& q, const
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ravensp, Autograd, m) {
-  m.impl("gsa_chunk", &gsa_chunk_autograd);
-  m.impl("gsa_recurrent", &gsa_recurrent_autograd);
+  m.impl("gsa_chunk", RAVENSP_OP(gsa_chunk_autograd));
+  m.impl("gsa_recurrent", RAVENSP_OP(gsa_recurrent_autograd));
 }
 
 // Below autograd (inference mode, or under torch.compile's tracing of the
 // autograd kernel's forward) the differentiable ops are their forward passes.
 TORCH_LIBRARY_IMPL(ravensp, CompositeExplicitAutograd, m) {
-  m.impl("gsa_chunk", &gsa_chunk_plain);
-  m.impl("gsa_recurrent", &gsa_recurrent_fwd);
+  m.impl("gsa_chunk", RAVENSP_OP(gsa_chunk_plain));
+  m.impl("gsa_recurrent", RAVENSP_OP(gsa_recurrent_fwd));
 }
 
 }  // namespace ravensp::ops

@@ -7,6 +7,7 @@
 
 #include "kernels/gsa/params.h"
 #include "ops/gsa_args.h"
+#include "ops/op_boundary.h"
 #include "ravensp/check.h"
 
 namespace ravensp::ops {
@@ -130,10 +131,10 @@ Bwd7 recurrent_bwd_cpu(const Tensor& grad_o, const OptTensor& grad_hkT,
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ravensp, CPU, m) {
-  m.impl("gsa_chunk_fwd", &chunk_fwd_cpu);
-  m.impl("gsa_chunk_bwd", &chunk_bwd_cpu);
-  m.impl("gsa_recurrent_fwd", &recurrent_fwd_cpu);
-  m.impl("gsa_recurrent_bwd", &recurrent_bwd_cpu);
+  m.impl("gsa_chunk_fwd", RAVENSP_OP(chunk_fwd_cpu));
+  m.impl("gsa_chunk_bwd", RAVENSP_OP(chunk_bwd_cpu));
+  m.impl("gsa_recurrent_fwd", RAVENSP_OP(recurrent_fwd_cpu));
+  m.impl("gsa_recurrent_bwd", RAVENSP_OP(recurrent_bwd_cpu));
 }
 
 }  // namespace ravensp::ops

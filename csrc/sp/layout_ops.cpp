@@ -2,6 +2,7 @@
 // graphs) use the one C++ definition of each layout instead of a second copy.
 #include <torch/library.h>
 
+#include "ops/op_boundary.h"
 #include "ravensp/check.h"
 #include "ravensp/sp.h"
 #include "sp/comm_tensor.h"
@@ -45,10 +46,10 @@ TORCH_LIBRARY_FRAGMENT(ravensp, m) {
 }
 
 TORCH_LIBRARY_IMPL(ravensp, CompositeExplicitAutograd, m) {
-  m.impl("sp_shard", &shard_op);
-  m.impl("sp_unshard", &unshard_op);
-  m.impl("sp_positions", &positions_op);
-  m.impl("sp_all_gather", &all_gather_op);
+  m.impl("sp_shard", RAVENSP_OP(shard_op));
+  m.impl("sp_unshard", RAVENSP_OP(unshard_op));
+  m.impl("sp_positions", RAVENSP_OP(positions_op));
+  m.impl("sp_all_gather", RAVENSP_OP(all_gather_op));
 }
 
 }  // namespace ravensp::sp

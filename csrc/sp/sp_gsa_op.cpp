@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include "ops/gsa_args.h"
+#include "ops/op_boundary.h"
 #include "ravensp/check.h"
 #include "ravensp/ops.h"
 #include "ravensp/sp.h"
@@ -253,7 +254,7 @@ TORCH_LIBRARY_FRAGMENT(ravensp, m) {
 
 // The op always runs through SpGsaFunction (it must exchange states even when no
 // gradient is needed); below autograd the function's forward is the whole op.
-TORCH_LIBRARY_IMPL(ravensp, Autograd, m) { m.impl("sp_gsa", &sp_gsa_autograd); }
-TORCH_LIBRARY_IMPL(ravensp, CompositeExplicitAutograd, m) { m.impl("sp_gsa", &sp_gsa_autograd); }
+TORCH_LIBRARY_IMPL(ravensp, Autograd, m) { m.impl("sp_gsa", RAVENSP_OP(sp_gsa_autograd)); }
+TORCH_LIBRARY_IMPL(ravensp, CompositeExplicitAutograd, m) { m.impl("sp_gsa", RAVENSP_OP(sp_gsa_autograd)); }
 
 }  // namespace ravensp::sp

@@ -12,6 +12,7 @@
 #include "kernels/gsa/gsa_cuda.h"
 #include "kernels/gsa/params.h"
 #include "ops/gsa_args.h"
+#include "ops/op_boundary.h"
 #include "ravensp/check.h"
 
 namespace ravensp::ops {
@@ -158,10 +159,10 @@ Bwd7 recurrent_bwd_cuda(const Tensor& grad_o, const OptTensor& grad_hkT,
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ravensp, CUDA, m) {
-  m.impl("gsa_chunk_fwd", &chunk_fwd_cuda);
-  m.impl("gsa_chunk_bwd", &chunk_bwd_cuda);
-  m.impl("gsa_recurrent_fwd", &recurrent_fwd_cuda);
-  m.impl("gsa_recurrent_bwd", &recurrent_bwd_cuda);
+  m.impl("gsa_chunk_fwd", RAVENSP_OP(chunk_fwd_cuda));
+  m.impl("gsa_chunk_bwd", RAVENSP_OP(chunk_bwd_cuda));
+  m.impl("gsa_recurrent_fwd", RAVENSP_OP(recurrent_fwd_cuda));
+  m.impl("gsa_recurrent_bwd", RAVENSP_OP(recurrent_bwd_cuda));
 }
 
 }  // namespace ravensp::ops
