@@ -18,6 +18,13 @@ export PYTHONUNBUFFERED=1
 # The GPU machine has no network: install nothing, and switch off by name the
 # parts whose dependencies it lacks (said in the log, never silently).
 export RAVENSP_SKIP_APT=1 TORCH_CUDA_ARCH_LIST=9.0a CMAKE_BUILD_PARALLEL_LEVEL=16
+# The machine's default /opt/gcc/bin/g++ links libstdc++ statically into every
+# library: a C++ exception thrown in one of ours then crashes Python instead of
+# raising. The system g++ (13, which nvcc 13 accepts) links it dynamically.
+if [ -x /usr/bin/g++ ] && [ -z "${RAVENSP_KEEP_CXX:-}" ]; then
+  export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++
+  echo "device-test: compilers CC=$CC CXX=$CXX CUDAHOSTCXX=$CUDAHOSTCXX" | tee -a "$OUT/machine.txt"
+fi
 extra=""
 if ! command -v mpirun >/dev/null; then
   echo "device-test: no MPI on this machine: building with RAVENSP_WITH_MPI=OFF (multi-rank tests skip)" | tee -a "$OUT/machine.txt"
