@@ -20,7 +20,10 @@ LossParts chunked_cross_entropy(const at::Tensor& hidden, const at::Tensor& weig
   auto h = hidden.index_select(0, idx);
   auto t = targets.index_select(0, idx);
   const auto acc_dtype = model::compute_dtype(hidden.scalar_type());
-  out.loss_sum = at::zeros({}, hidden.options().dtype(acc_dtype));
+  // A shard with no scored token (MQAR scores only the sequence's end) must still
+  // run the model's backward: the SP ops' backward is collective over the group.
+  out.loss_sum = out.scored == 0 ? (hidden.sum() * 0).to(acc_dtype)
+                                 : at::zeros({}, hidden.options().dtype(acc_dtype));
   auto correct = std::make_shared<int64_t>(0);
   for (int64_t start = 0; start < out.scored; start += chunk) {
     const int64_t n = std::min(chunk, out.scored - start);

@@ -6,6 +6,7 @@
 
 #include "model/layers.h"
 #include "ravensp/model.h"
+#include "ravensp/ring_attention.h"
 
 namespace {
 
@@ -182,6 +183,40 @@ TEST(ModelConfig, ErrorsNameTheOption) {
   c = tiny(false);
   c.topk = 7;
   EXPECT_THROW(c.validate(), ravensp::Error);
+}
+
+}  // namespace
+
+namespace {
+
+// The attention layer's two paths (fused SDPA for a whole sequence, the ring op
+// on one rank) agree in fp64, outputs and gradients.
+TEST(Attention, SdpaAndRingOpAgree) {
+  torch::manual_seed(3);
+  const int64_t B = 1, T = 40, H = 4, Hkv = 2, D = 8;
+  auto q0 = torch::randn({B, T, H, D}, torch::kDouble);
+  auto k0 = torch::randn({B, T, Hkv, D}, torch::kDouble);
+  auto v0 = torch::randn({B, T, Hkv, D}, torch::kDouble);
+  auto w = torch::randn({B, T, H, D}, torch::kDouble);
+  std::vector<torch::Tensor> res[2];
+  for (int path = 0; path < 2; ++path) {
+    auto q = q0.clone().requires_grad_(), k = k0.clone().requires_grad_(), v = v0.clone().requires_grad_();
+    torch::Tensor o;
+    if (path == 0) {
+      o = at::scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), {},
+                                           0.0, true, std::nullopt, true)
+              .transpose(1, 2);
+    } else {
+      o = ravensp::sp::ring_attention(q, k, v, 1.0 / std::sqrt(8.0), true, 0, std::nullopt,
+                                      ravensp::sp::kNoGroup, ravensp::sp::Layout::kContiguous);
+    }
+    (o * w).sum().backward();
+    res[path] = {o.detach(), q.grad(), k.grad(), v.grad()};
+  }
+  const char* names[] = {"o", "dq", "dk", "dv"};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_LT((res[0][i] - res[1][i]).abs().max().item<double>(), 1e-12) << names[i];
+  }
 }
 
 }  // namespace
