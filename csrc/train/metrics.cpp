@@ -14,9 +14,11 @@
 namespace ravensp::train {
 namespace {
 
-void field(std::ostringstream& os, const char* name, double v, bool first = false) {
-  if (!first) os << ", ";
-  os << '"' << name << "\": ";
+// Loss and gradient norm carry all 17 digits, so runs can be compared exactly
+// from their logs; the rest are figures for people (7 digits).
+void field(std::ostringstream& os, const char* name, double v, int digits = 7) {
+  os << ", \"" << name << "\": ";
+  os.precision(digits);
   if (std::isfinite(v)) os << v;
   else os << "null";
 }
@@ -25,12 +27,11 @@ void field(std::ostringstream& os, const char* name, double v, bool first = fals
 
 std::string StepRecord::to_json() const {
   std::ostringstream os;
-  os.precision(7);
   os << "{\"step\": " << step;
-  field(os, "loss", loss);
+  field(os, "loss", loss, 17);
   field(os, "accuracy", accuracy >= 0 ? accuracy : NAN);
   field(os, "lr", lr);
-  field(os, "grad_norm", grad_norm);
+  field(os, "grad_norm", grad_norm, 17);
   field(os, "step_s", step_s);
   field(os, "tokens_per_s_per_gpu", tokens_per_s_per_gpu);
   field(os, "mfu", mfu >= 0 ? mfu : NAN);
