@@ -9,6 +9,7 @@ import torch  # noqa: F401  (the op library links against the loaded libtorch)
 from . import _C
 from . import ops
 from .ops import chunk_gsa, fused_recurrent_gsa
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
 __version__ = _C.build_info()["version"]
 
@@ -18,7 +19,8 @@ def build_info() -> dict:
     return dict(_C.build_info())
 
 
-__all__ = ["ops", "chunk_gsa", "fused_recurrent_gsa", "build_info", "__version__"]
+__all__ = ["ops", "chunk_gsa", "fused_recurrent_gsa", "build_info", "__version__",
+           "load_checkpoint", "read_checkpoint", "save_checkpoint"]
 
 try:  # the nn package imports ops; keep it importable on its own
     from . import nn  # noqa: F401
