@@ -39,11 +39,15 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const ForwardContext& ctx
                                 ctx.layout);
     return o_proj(o.flatten(-2));
   }
-  // SDPA wants [B, H, L, D]; enable_gqa lets kv heads serve H / Hkv query heads
-  // each without materialising the repeat.
+  // SDPA wants [B, H, L, D]. The kv heads are repeated explicitly: with
+  // enable_gqa some backends fall back to the math kernel, whose L x L scores do
+  // not fit at long contexts; the repeat costs only L x H x hd.
+  if (Hkv != H) {
+    k = k.repeat_interleave(H / Hkv, -2);
+    v = v.repeat_interleave(H / Hkv, -2);
+  }
   auto o = at::scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
-                                            v.transpose(1, 2), {}, 0.0, /*is_causal=*/true,
-                                            std::nullopt, /*enable_gqa=*/Hkv != H);
+                                            v.transpose(1, 2), {}, 0.0, /*is_causal=*/true);
   return o_proj(o.transpose(1, 2).flatten(-2));
 }
 
