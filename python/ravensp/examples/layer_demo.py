@@ -19,13 +19,14 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
 
     torch.manual_seed(0)
     on_gpu = args.device.startswith("cuda")
-    cfg = dict(hidden_size=args.hidden, num_heads=2, num_slots=16, topk=4, layer_idx=0)
+    # Head dim hidden/2 = 64 and 32 slots: shapes the CUDA kernels support.
+    cfg = dict(hidden_size=args.hidden, num_heads=2, num_slots=32, topk=4, layer_idx=0)
     teacher = RavenAttention(**cfg).to(args.device).eval()
     student = RavenAttention(**cfg).to(args.device).train()
     opt = torch.optim.AdamW(student.parameters(), lr=3e-3)
