@@ -86,6 +86,18 @@ def init_mpi(layout: Union[str, int] = "zigzag") -> SPGroup:
     return SPGroup(_C.group_init_mpi(), layout)
 
 
+def init_single(device: Optional[torch.device] = None, layout: Union[str, int] = "zigzag") -> SPGroup:
+    """A one-rank group in this process (NCCL on a CUDA device, else a one-rank
+    TCP mesh): the SP code path on one GPU, for benchmarks and tests."""
+    if device is not None and torch.device(device).type == "cuda":
+        dev = torch.device(device)
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        return SPGroup(_C.group_init_nccl(_C.nccl_unique_id(), 0, 1, index), layout)
+    if _C.build_info()["mpi"]:
+        return SPGroup(_C.group_init_mpi(), layout)
+    raise RuntimeError("init_single: a CPU group needs the MPI backend (build with RAVENSP_WITH_MPI)")
+
+
 def init_from_env(layout: Union[str, int] = "zigzag",
                   device: Optional[torch.device] = None) -> SPGroup:
     """From the launcher's environment: MPI (mpirun/srun) or torchrun (RANK,
