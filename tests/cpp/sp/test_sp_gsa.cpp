@@ -128,6 +128,8 @@ TEST(SpGsa, BadLocalInputsNameTheArgument) {
   auto u = torch::randn({1, 8, 1, 2}, torch::kDouble);
   msg = error_of([&] { sp_gsa(u, u.to(torch::kFloat), u, u, -u.abs(), 1.0, {}, {}, {}, world_group(), Layout::kContiguous); });
   EXPECT_NE(msg.find("k must have q's dtype"), std::string::npos) << msg;
+  msg = error_of([&] { sp_gsa(u, u, u.to(torch::kMeta), u, -u.abs(), 1.0, {}, {}, {}, world_group(), Layout::kContiguous); });
+  EXPECT_NE(msg.find("v must be on q's device"), std::string::npos) << msg;
   const int P = group(world_group()).size();
   msg = error_of([&] {
     sp_gsa(u, u, u, u, -u.abs(), 1.0, {}, {}, torch::tensor({0, 5}, torch::kLong), world_group(),
