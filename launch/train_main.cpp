@@ -9,8 +9,10 @@
 int main(int argc, char** argv) {
   int rank = 0;
   try {
-    // Options first: a bad option fails before MPI, NCCL or any allocation.
-    auto cfg = ravensp::train::parse_options(argc, argv);
+    // Options first: a bad option fails before MPI, NCCL or any allocation. The
+    // launcher's environment already tells the world size, so sp_size is checked too.
+    const int world_size = ravensp::comm::detect_launch_env().world_size;
+    auto cfg = ravensp::train::parse_options(argc, argv, world_size);
     if (!cfg) return 0;  // --help
     auto world = ravensp::train::init_world_from_env();
     rank = world ? world->rank() : 0;
