@@ -87,9 +87,12 @@ void RavenForCausalLMImpl::reset_parameters() {
     const std::string& name = item.key();
     auto& m = item.value();
     if (auto* lin = m->as<torch::nn::LinearImpl>()) {
-      bool residual_out = name.size() >= 6 && (name.substr(name.size() - 6) == "o_proj" ||
-                                               (name.size() >= 9 && name.substr(name.size() - 9) == "down_proj"));
-      if (residual_out) {
+      auto ends_with = [&](const std::string& suffix) {
+        return name.size() >= suffix.size() &&
+               name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+      };
+      // The projections that write into the residual stream.
+      if (ends_with(".o_proj") || ends_with(".down_proj")) {
         // FLA's rescale_prenorm_residual: kaiming_uniform(a=sqrt(5)), then / sqrt(2L).
         torch::nn::init::kaiming_uniform_(lin->weight, std::sqrt(5.0));
         lin->weight.mul_(residual_scale);

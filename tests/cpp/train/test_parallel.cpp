@@ -103,15 +103,23 @@ TEST(Parallel, DataParallelEqualsOneRank) {
 
 TEST(Parallel, SequenceParallelEqualsOneRank) {
   const int P = world()->size();
-  for (auto layout : {ravensp::sp::Layout::kContiguous, ravensp::sp::Layout::kZigzag}) {
-    auto c = tiny(false);
-    auto ref = reference(c, "sp");
-    broadcast_records(ref);
+  auto base = tiny(false);
+  auto ref = reference(base, "sp");
+  broadcast_records(ref);
+  using ravensp::sp::Layout;
+  using ravensp::sp::StateExchange;
+  for (auto [layout, exchange] : {std::pair{Layout::kContiguous, StateExchange::kLasp2},
+                                  std::pair{Layout::kZigzag, StateExchange::kLasp2},
+                                  std::pair{Layout::kZigzag, StateExchange::kLasp1}}) {
+    auto c = base;
     c.sp_size = P;
     c.layout = layout;
+    c.exchange = exchange;
     c.out_dir = fresh_dir("sp");
     auto got = run(c, world());
-    expect_same(got, ref, ravensp::sp::layout_name(layout));
+    std::string what = std::string(ravensp::sp::layout_name(layout)) +
+                       (exchange == StateExchange::kLasp1 ? " lasp1" : " lasp2");
+    expect_same(got, ref, what.c_str());
   }
 }
 
