@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <stdlib.h>
 
 #include "ravensp/train.h"
@@ -111,6 +112,32 @@ TEST(Checkpoint, MismatchedModelIsRejectedByName) {
   same.steps = 1;
   same.init_from = r.last_checkpoint;
   EXPECT_NO_THROW(run(same, nullptr));
+}
+
+}  // namespace
+
+namespace {
+
+// bf16 autocast: the forward runs in bf16, the weights and AdamW moments stay fp32
+// masters, and the run still trains (and tracks the fp32 run's first loss).
+TEST(Precision, Bf16AutocastKeepsFp32Masters) {
+  auto c32 = tiny(fresh_dir("fp32"));
+  auto c16 = tiny(fresh_dir("bf16"));
+  c16.precision = Precision::kBf16;
+  c16.model.chunk_size = 8;
+  c32.model.chunk_size = 8;
+  c16.seq_len = c32.seq_len = 80;  // > 64: the chunked GSA path
+  auto r32 = run(c32, nullptr);
+  auto r16 = run(c16, nullptr);
+  EXPECT_NEAR(r16.records[0].loss, r32.records[0].loss, 0.02 * r32.records[0].loss);
+  EXPECT_LT(r16.records.back().loss, r16.records.front().loss);
+  std::ifstream in(r16.last_checkpoint, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto root = torch::pickle_load(bytes).toGenericDict();
+  for (const auto& kv : root.at("model").toGenericDict())
+    EXPECT_EQ(kv.value().toTensor().scalar_type(), torch::kFloat) << kv.key().toStringRef();
+  for (const auto& kv : root.at("optimizer").toGenericDict().at("exp_avg_sq").toGenericDict())
+    EXPECT_EQ(kv.value().toTensor().scalar_type(), torch::kFloat) << kv.key().toStringRef();
 }
 
 }  // namespace

@@ -64,6 +64,7 @@ void expect_same(const RunResult& a, const RunResult& b, const char* what) {
     EXPECT_NEAR(a.records[i].accuracy, b.records[i].accuracy, 1e-12) << what << " step " << i + 1;
   }
   EXPECT_LT(a.records.back().loss, a.records.front().loss) << what << ": it trains";
+  for (const auto& r : a.records) EXPECT_GT(r.comm_ms, 0.0) << what << ": collectives are timed";
 }
 
 RunResult reference(TrainConfig c, const std::string& name) {
