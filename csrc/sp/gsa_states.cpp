@@ -4,11 +4,18 @@
 namespace ravensp::sp {
 namespace {
 
+// Inclusive prefix sum over the token dim (dim 0 of [T, H, M]). CUDA scans an
+// outer dim with one thread per column, which at H*M = 256 columns took 10 ms per
+// call at 64K tokens on an H100; scanning the innermost dim is a block-parallel
+// scan, so the token dim is moved there first.
+at::Tensor cumsum_tokens(const at::Tensor& x) {
+  return x.movedim(0, -1).contiguous().cumsum(-1).movedim(-1, 0);
+}
+
 // R_t = sum_{j > t} g_j (exclusive suffix sum), computed from the end so its
 // precision does not depend on the magnitude of the prefix sums.
 at::Tensor suffix_log_decay(const at::Tensor& g) {
-  at::Tensor incl = g.flip(0).cumsum(0).flip(0);
-  return incl - g;
+  return cumsum_tokens(g.flip(0)).flip(0) - g;
 }
 
 }  // namespace
@@ -37,7 +44,7 @@ void add_final_state_grads(const at::Tensor& k, const at::Tensor& v, const at::T
   ds.add_(ds_corr.to(ds.scalar_type()));
   // dg_j = C0 + sum_{i < j} s_i ds_corr_i, C0 from the initial state's decay.
   at::Tensor c = sa * ds_corr;
-  at::Tensor dgc = c.cumsum(0) - c;
+  at::Tensor dgc = cumsum_tokens(c) - c;
   if (h0k.defined() || h0v.defined()) {
     at::Tensor decay = ga.sum(0).exp();  // [H, M]
     at::Tensor c0 = at::zeros_like(decay);
