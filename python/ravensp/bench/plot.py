@@ -1,0 +1,263 @@
+"""PNG plots of ravensp's benchmark files: throughput vs sequence length, weak and
+strong scaling, memory vs length, and the communication share. Reads ravensp-bench
+JSON (measured, any ranks), ravensp-bench --predict JSON (the scaling model) and the
+one-GPU JSONs in docs/benchmarks/ (kernels, ring_attention, sp_gsa). Nothing is
+recomputed here: every number plotted is one of those files' fields.
+
+    python -m ravensp.bench.plot --bench cpu1.json cpu2.json --predict predict.json \
+        --gpu-dir docs/benchmarks --out docs/benchmarks
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on the machines this runs on
+import matplotlib.pyplot as plt  # noqa: E402
+
+GIB = 2**30 / 1e9  # the one-GPU JSONs count GiB; the plots say GB (1e9 bytes)
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def bench_records(docs):
+    """ok records of ravensp-bench documents, keyed by (what, world_size)."""
+    out = defaultdict(list)
+    for d in docs:
+        if d.get("schema") != "ravensp-bench":
+            raise ValueError(f"not a ravensp-bench document: schema={d.get('schema')!r}")
+        for r in d["records"]:
+            if r["status"] == "ok":
+                out[(r["what"], r["world_size"])].append(r)
+    for v in out.values():
+        v.sort(key=lambda r: r["tokens_per_rank"])
+    return out
+
+
+def gpu_series(gpu_dir):
+    """(label -> [(tokens per GPU, tokens/s, peak GB)]) from the one-GPU JSONs present."""
+    s = defaultdict(list)
+    p = os.path.join(gpu_dir, "sp_gsa.json")
+    if os.path.exists(p):
+        for r in load(p)["records"]:
+            if r["exchange"] == "lasp2":
+                T = r["tokens_per_gpu"]
+                s["Raven layer, no SP"].append((T, T / (r["ms_fwd_bwd_without_sp"] / 1e3),
+                                                r["peak_mem_gib_without_sp"] * GIB))
+                s["Raven layer, LASP-2 path"].append((T, r["tokens_per_s_per_gpu"], r["peak_mem_gib"] * GIB))
+    p = os.path.join(gpu_dir, "kernels.json")
+    if os.path.exists(p):
+        for r in load(p)["records"]:
+            if r["impl"] in ("ravensp", "fla") and (r["B"], r["H"], r["M"]) == (1, 4, 64):
+                name = "chunk_gsa M64, ravensp" if r["impl"] == "ravensp" else "chunk_gsa M64, FLA (anchor)"
+                s[name].append((r["T"], r["tokens_per_s_fwdbwd"], r["peak_mem_gib_fwdbwd"] * GIB))
+    p = os.path.join(gpu_dir, "ring_attention.json")
+    if os.path.exists(p):
+        for r in load(p)["results"]:
+            T = r["tokens_per_gpu"]
+            s["ring attention P=1 (H16 D128)"].append((T, r["tokens_per_s_per_gpu"]["ring_p1_zigzag"], None))
+            s["cuDNN SDPA (anchor, H16 D128)"].append((T, r["tokens_per_s_per_gpu"]["sdpa_cudnn"], None))
+    for v in s.values():
+        v.sort()
+    return s
+
+
+def _log_axes(ax, xlabel, ylabel, title):
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _k(x):
+    return f"{x // 1024:g}K" if x < 2**20 else f"{x / 2**20:g}M"
+
+
+def _tick_tokens(ax, xs):
+    xs = sorted(set(xs))
+    ax.set_xticks(xs)
+    ax.set_xticklabels([_k(int(x)) for x in xs], rotation=45, fontsize=7)
+    ax.minorticks_off()
+
+
+def plot_throughput(gpu, bench, out):
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    ax = axes[0]
+    xs = []
+    for name, pts in gpu.items():
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if "anchor" not in name else "s--", label=name)
+        xs += [p[0] for p in pts]
+    _log_axes(ax, "tokens per GPU", "tokens/s per GPU (fwd+bwd)", "Measured on one H100 (docs/benchmarks/*.json)")
+    if xs:
+        _tick_tokens(ax, xs)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    xs = []
+    for (what, P), rs in sorted(bench.items()):
+        x = [r["tokens_per_rank"] for r in rs]
+        ax.plot(x, [r["tokens_per_s_per_rank"] for r in rs], "o-" if P == 1 else "^--", label=f"{what}, {P} rank(s)")
+        xs += x
+    _log_axes(ax, "tokens per rank", "tokens/s per rank", "ravensp-bench on CPU ranks (tiny shapes)")
+    if xs:
+        _tick_tokens(ax, xs)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "throughput_vs_seqlen.png"), dpi=110)
+    plt.close(fig)
+
+
+def _pred(pred, **kw):
+    return sorted((p for p in pred["predictions"] if all(p[k] == v for k, v in kw.items())), key=lambda p: p["gpus"])
+
+
+SCHEMES = [("lasp2_overlap", "LASP-2, all-gather overlapped"), ("lasp2", "LASP-2, not overlapped (today)"),
+           ("lasp1", "LASP-1"), ("ring", "ring passing for GSA")]
+
+
+def plot_scaling(pred, bench, out):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    shape = "raven-340M-M64"
+    ax = axes[0]
+    for sch, label in SCHEMES:
+        ps = _pred(pred, shape=shape, compute="target", scheme=sch, sweep="weak")
+        ax.plot([p["gpus"] for p in ps], [p["tokens_per_s_per_gpu"] for p in ps], "o-", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("GPUs")
+    ax.set_ylabel("tokens/s per GPU")
+    ax.set_title("Predicted weak scaling, 32K tokens/GPU\nRaven-340M (no softmax layers), M=64", fontsize=10)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    for sh, style in (("hybrid-340M-M64", "-"), ("raven-340M-M64", "--")):
+        for sch, label in SCHEMES[:3]:
+            ps = [p for p in _pred(pred, shape=sh, compute="target", scheme=sch, sweep="strong")
+                  if p["seq_len"] == 2097152 and p["gpus"] >= 8]
+            ax.plot([p["gpus"] for p in ps], [p["step_s"] for p in ps], "o" + style, label=f"{sh}: {label}")
+    ps = [p for p in _pred(pred, shape="raven-340M-M64", compute="target", scheme="lasp2_overlap", sweep="strong")
+          if p["seq_len"] == 2097152 and p["gpus"] >= 8]
+    if ps:
+        ax.plot([p["gpus"] for p in ps], [ps[0]["step_s"] * ps[0]["gpus"] / p["gpus"] for p in ps], "k:", label="ideal (1/GPUs)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("GPUs")
+    ax.set_ylabel("predicted step time (s)")
+    ax.set_title("Predicted strong scaling, 2M tokens per sequence", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=6)
+    ax = axes[2]
+    for what in sorted({w for w, _ in bench}):
+        one = {r["seq_len"]: r for r in bench.get((what, 1), [])}
+        two = bench.get((what, 2), [])
+        # Strong scaling on CPU ranks: the same total sequence on 2 ranks vs 1.
+        pts = [(r["seq_len"], one[r["seq_len"]]["step_ms"] / (2 * r["step_ms"])) for r in two if r["seq_len"] in one]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=what)
+    ax.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("total tokens")
+    ax.set_ylabel("strong-scaling efficiency, 2 ranks vs 1")
+    ax.set_title("Measured on 2 CPU ranks (shared 2-core VM)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "scaling.png"), dpi=110)
+    plt.close(fig)
+
+
+def plot_memory(gpu, bench, out):
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    ax = axes[0]
+    xs = []
+    for name, pts in gpu.items():
+        pts = [p for p in pts if p[2] is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[2] for p in pts], "o-", label=name)
+            xs += [p[0] for p in pts]
+    _log_axes(ax, "tokens per GPU", "peak GPU memory (GB)", "One H100: peak allocated during fwd+bwd")
+    if xs:
+        _tick_tokens(ax, xs)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    xs = []
+    for (what, P), rs in sorted(bench.items()):
+        x = [r["tokens_per_rank"] for r in rs]
+        ax.plot(x, [r["peak_mem_gb"] for r in rs], "o-" if P == 1 else "^--", label=f"{what}, {P} rank(s)")
+        xs += x
+    _log_axes(ax, "tokens per rank", "peak RSS per rank (GB)", "CPU ranks: peak resident memory of the point")
+    if xs:
+        _tick_tokens(ax, xs)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "memory_vs_length.png"), dpi=110)
+    plt.close(fig)
+
+
+def plot_comm(pred, bench, out):
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    ax = axes[0]
+    for sh, style in (("raven-340M-M64", "-"), ("hybrid-340M-M64", "--")):
+        for sch, label in SCHEMES:
+            ps = [p for p in _pred(pred, shape=sh, compute="target", scheme=sch, sweep="strong")
+                  if p["seq_len"] == 2097152 and p["gpus"] >= 8]
+            ax.plot([p["gpus"] for p in ps], [100 * (1 - p["efficiency"]) for p in ps], "o" + style,
+                    label=f"{sh}: {label}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("GPUs")
+    ax.set_ylabel("exposed communication, % of step")
+    ax.set_title("Predicted, 2M tokens (exposed SP exchange + gradient all-reduce)", fontsize=10)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    ax = axes[1]
+    for (what, P), rs in sorted(bench.items()):
+        if P > 1:
+            ax.plot([r["seq_len"] for r in rs], [100 * r["comm_share"] for r in rs], "o-", label=f"{what}, {P} ranks")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("total tokens")
+    ax.set_ylabel("exposed communication, % of step")
+    ax.set_title("Measured on CPU ranks (MPI, shared 2-core VM)", fontsize=10)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "comm_share.png"), dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bench", nargs="*", default=[], help="ravensp-bench JSON files")
+    ap.add_argument("--predict", default=None, help="ravensp-bench --predict_json output")
+    ap.add_argument("--gpu-dir", default=None, help="folder with kernels.json, ring_attention.json, sp_gsa.json")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    bench = bench_records([load(p) for p in args.bench])
+    gpu = gpu_series(args.gpu_dir) if args.gpu_dir else {}
+    written = []
+    if gpu or bench:
+        plot_throughput(gpu, bench, args.out)
+        plot_memory(gpu, bench, args.out)
+        written += ["throughput_vs_seqlen.png", "memory_vs_length.png"]
+    if args.predict:
+        pred = load(args.predict)
+        plot_scaling(pred, bench, args.out)
+        plot_comm(pred, bench, args.out)
+        written += ["scaling.png", "comm_share.png"]
+    for w in written:
+        print(os.path.join(args.out, w))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+// The scaling model's arithmetic: exchange volumes, the bandwidth curve's
+// interpolation and limits, collective times, the calibration and the predictions'
+// bookkeeping (every number recomputed here by hand from the same inputs).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "ravensp/bench.h"
+
+namespace sc = ravensp::bench::scaling;
+
+TEST(ScalingModel, Lasp2VolumeAtThe340MShape) {
+  sc::Shape s;  // B=1 H=4 K=V=256 M=64, zigzag (2 segments)
+  // 2 * 1*4*(256*64 + 64*256 + 64) * 4 bytes = 1,050,624.
+  EXPECT_DOUBLE_EQ(sc::lasp2_state_bytes(s), 1050624.0);
+  s.segments_per_rank = 1;
+  s.slots = 256;
+  EXPECT_DOUBLE_EQ(sc::lasp2_state_bytes(s), 4.0 * 4 * (256.0 * 256 * 2 + 256));
+}
+
+TEST(ScalingModel, CurveIsExactAtItsPointsAndInterpolatesInLogBytes) {
+  sc::BandwidthCurve c({{1024, 1.0}, {4096, 3.0}});
+  EXPECT_DOUBLE_EQ(c.gbps(1024), 1.0);
+  EXPECT_DOUBLE_EQ(c.gbps(4096), 3.0);
+  EXPECT_DOUBLE_EQ(c.gbps(2048), 2.0);      // halfway in log2: 1 + 0.5 * 2
+  EXPECT_DOUBLE_EQ(c.gbps(1 << 20), 3.0);   // above the last point: its bandwidth
+  EXPECT_DOUBLE_EQ(c.gbps(512), 0.5);       // below the first: constant time
+  EXPECT_DOUBLE_EQ(c.step_seconds(512), 1024 / 1e9);
+  EXPECT_DOUBLE_EQ(c.step_seconds(1024), 1024 / 1e9);
+  EXPECT_DOUBLE_EQ(c.step_seconds(0), 0.0);
+  EXPECT_THROW(sc::BandwidthCurve({{4096, 1.0}, {1024, 2.0}}), ravensp::Error);
+  EXPECT_THROW(sc::BandwidthCurve({}), ravensp::Error);
+}
+
+TEST(ScalingModel, DeviceMdCurveReproducesTheMeasuredCeilings) {
+  auto c = sc::device_md_allgather();
+  EXPECT_NEAR(c.step_seconds(65536), 38e-6, 1e-12);
+  EXPECT_DOUBLE_EQ(c.gbps(1 << 20), 28.0);
+  EXPECT_DOUBLE_EQ(c.gbps(16 << 20), 184.0);
+  EXPECT_DOUBLE_EQ(c.gbps(256 << 20), 256.0);
+  double prev = 0;  // time grows with size past the latency floor
+  for (double b = 65536; b <= 1e9; b *= 1.5) {
+    EXPECT_GE(c.step_seconds(b), prev);
+    prev = c.step_seconds(b);
+  }
+}
+
+TEST(ScalingModel, CollectiveTimes) {
+  sc::Cluster cl;
+  const double S = 1 << 20;
+  EXPECT_DOUBLE_EQ(sc::allgather_seconds(cl, S, 1), 0.0);
+  // 1 MiB at 28 GB/s is 37.4 us, just under the 38 us floor of 64 KiB: the floor holds.
+  EXPECT_NEAR(sc::allgather_seconds(cl, S, 2), std::max(38e-6, S / 28e9), 1e-15);
+  EXPECT_NEAR(sc::allgather_seconds(cl, S, 8), 7 * 38e-6, 1e-15);
+  const double S16 = 16.0 * (1 << 20);  // above the floor: bytes / bus bandwidth per step
+  EXPECT_DOUBLE_EQ(sc::allgather_seconds(cl, S16, 8), 7 * S16 / (184.0 * 1e9));
+  // Past one node the step runs at least at the inter-node bandwidth.
+  const double big = 256.0 * (1 << 20);
+  EXPECT_DOUBLE_EQ(sc::allgather_seconds(cl, big, 16), 15 * big / (cl.internode_gbps * 1e9));
+  EXPECT_DOUBLE_EQ(sc::allreduce_seconds(cl, 64 * S, 8), 2 * sc::allgather_seconds(cl, 8 * S, 8));
+  // p2p: the all-gather curve scaled by 300/256, floored at 38 us, capped across nodes.
+  EXPECT_DOUBLE_EQ(sc::p2p_seconds(cl, big, false), big / (300.0 * 1e9));
+  EXPECT_DOUBLE_EQ(sc::p2p_seconds(cl, big, true), big / (cl.internode_gbps * 1e9));
+  EXPECT_NEAR(sc::p2p_seconds(cl, 100, false), 38e-6, 1e-12);
+}
+
+TEST(ScalingModel, CalibrationInterpolatesTheMeasuredLayer) {
+  sc::Calibration c;
+  sc::Shape s;
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 262144, false), 206.878);
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 524288, true), 1003.214);
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 32768, false), 56.59 / 2);  // proportional below
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 163840, false), (56.59 + 206.878) / 2);
+  s.slots = 256;
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 262144, false), 206.878 + c.m256_extra_us_per_token * 262.144);
+  s.slots = 128;
+  EXPECT_THROW(sc::raven_layer_ms(c, s, 1024, false), ravensp::Error);
+  // Attention: 3.5 * 4*T^2*H*D/2 / P at 423 TFLOP/s.
+  s = sc::Shape{};
+  EXPECT_DOUBLE_EQ(sc::attention_layer_s(c, s, 65536, 4), 3.5 * 2.0 * 65536.0 * 65536 * 16 * 64 / 4 / 423e12);
+}
+
+TEST(ScalingModel, RestIsTheLeastSquaresRemainder) {
+  sc::Calibration c;
+  sc::Shape s;
+  // With the step measured as exactly known + r*T, the fit must return r.
+  const double r = 7e-6;
+  for (size_t i = 0; i < c.train_tokens.size(); ++i) {
+    const double T = c.train_tokens[i];
+    c.train_step_s[i] = 20 * sc::raven_layer_ms(c, s, T, false) * 1e-3 * (4.0 / 3) +
+                        4 * sc::attention_layer_s(c, s, T, 1) * (1 + 1 / 3.5) + r * T;
+  }
+  EXPECT_NEAR(sc::rest_s_per_token(c, s), r, 1e-15);
+}
+
+TEST(ScalingModel, PredictionBookkeeping) {
+  sc::Calibration c;
+  sc::Cluster cl;
+  sc::Shape s;
+  for (auto x : {sc::Scheme::kLasp2Overlap, sc::Scheme::kLasp2, sc::Scheme::kLasp1, sc::Scheme::kRing})
+    for (int P : {1, 8, 64}) {
+      auto p = sc::predict(s, c, cl, x, sc::ComputeMode::kTarget, P, 2097152);
+      const double compute = p.raven_s + p.attn_s + p.rest_s;
+      EXPECT_DOUBLE_EQ(p.step_s, compute + p.exposed_s + p.grad_allreduce_s);
+      EXPECT_DOUBLE_EQ(p.efficiency, compute / p.step_s);
+      EXPECT_DOUBLE_EQ(p.tokens_per_s_per_gpu, 2097152.0 / P / p.step_s);
+      EXPECT_LE(p.exposed_s, p.exchange_s + 1e-15);
+      if (P == 1) {
+        EXPECT_EQ(p.exchange_s + p.grad_allreduce_s, 0.0);
+      }
+    }
+  // LASP-2 without overlap: per Raven layer 2 forward (recompute) + 1 backward all-gathers.
+  s.attn_layers = 0;
+  auto p = sc::predict(s, c, cl, sc::Scheme::kLasp2, sc::ComputeMode::kTarget, 8, 262144);
+  EXPECT_DOUBLE_EQ(p.exposed_s, 24 * 3 * sc::allgather_seconds(cl, sc::lasp2_state_bytes(s), 8));
+  // LASP-1 zigzag on one node: 2(P-1) serial hops of one segment's state per pass.
+  auto q = sc::predict(s, c, cl, sc::Scheme::kLasp1, sc::ComputeMode::kTarget, 8, 262144);
+  EXPECT_DOUBLE_EQ(q.exposed_s, 24 * 3 * 14 * sc::p2p_seconds(cl, sc::lasp2_state_bytes(s) / 2, false));
+  EXPECT_THROW(sc::predict(s, c, cl, sc::Scheme::kLasp2, sc::ComputeMode::kTarget, 0, 10), ravensp::Error);
+}

@@ -1,0 +1,134 @@
+"""ravensp-bench's files and plots: the documented record schema (fields, types,
+version) on a file the driver writes under mpirun with 2 CPU ranks, the scaling
+model's calibration against the one-GPU JSONs it quotes, and plot.py producing
+non-empty PNGs from a sample document."""
+import json
+import os
+import shutil
+import subprocess
+
+import importlib.util
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# plot.py by path: it needs only matplotlib, not the native extension the package imports.
+_spec = importlib.util.spec_from_file_location("ravensp_bench_plot",
+                                               os.path.join(ROOT, "python", "ravensp", "bench", "plot.py"))
+plot = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(plot)
+GPU_DIR = os.path.join(ROOT, "docs", "benchmarks")
+
+# docs/benchmarks.md "ravensp-bench record schema": name -> allowed Python types.
+NUM = (int, float)
+SCHEMA = {
+    "schema_version": (int,), "what": (str,), "status": (str,), "error": (str,), "world_size": (int,),
+    "seq_len": (int,), "tokens_per_rank": (int,), "batch": (int,), "layout": (str,), "dtype": (str,),
+    "device": (str,), "repeats": (int,), "warmup": (int,), "step_ms": NUM, "step_ms_min": NUM,
+    "step_ms_max": NUM, "local_ms": NUM + (type(None),), "exposed_comm_ms": NUM,
+    "exposed_comm_method": (str,), "comm_host_ms": NUM, "comm_share": NUM,
+    "tokens_per_s_per_rank": NUM, "flops_per_rank": NUM, "tflops_per_rank": NUM,
+    "peak_mem_gb": NUM, "mem_kind": (str,),
+}
+META = ["machine", "hostname", "date", "ravensp_version", "torch_version", "cuda_version",
+        "nccl_version", "backend", "meta_world_size", "threads", "command"]
+
+
+def check_document(doc):
+    assert doc["schema"] == "ravensp-bench" and doc["schema_version"] == 1
+    assert set(META) <= set(doc["meta"]), set(META) - set(doc["meta"])
+    assert doc["records"], "no records"
+    for r in doc["records"]:
+        assert list(r) == list(SCHEMA), list(r)
+        for k, types in SCHEMA.items():
+            assert isinstance(r[k], types) and not isinstance(r[k], bool), (k, r[k])
+        assert r["schema_version"] == doc["schema_version"]
+
+
+def _bench_bin():
+    for c in [os.environ.get("RAVENSP_BENCH_BIN", ""),
+              os.path.join(os.environ.get("RAVENSP_BUILD", ""), "bin", "ravensp-bench"),
+              os.path.join(ROOT, "build", "py", "bin", "ravensp-bench"),
+              shutil.which("ravensp-bench") or ""]:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    pytest.skip("ravensp-bench not built (set RAVENSP_BENCH_BIN)")
+
+
+def sample_document():
+    recs = []
+    for P in (1, 2):
+        for T in (1024, 2048):
+            r = {k: 0 for k in SCHEMA}
+            r.update(schema_version=1, what="sp_gsa_lasp2", status="ok", error="", world_size=P, seq_len=T,
+                     tokens_per_rank=T // P, batch=1, layout="zigzag", dtype="fp32", device="cpu",
+                     repeats=3, warmup=1, step_ms=T / 100 / P * (1.2 if P > 1 else 1), local_ms=None,
+                     exposed_comm_method="baseline_difference", comm_share=0.1 * (P - 1),
+                     tokens_per_s_per_rank=1e5, peak_mem_gb=0.1 * T / 1024, mem_kind="cpu_peak_rss")
+            recs.append(r)
+    return {"schema": "ravensp-bench", "schema_version": 1, "meta": {k: "" for k in META}, "records": recs}
+
+
+def test_sample_document_matches_schema_and_checker_can_fail():
+    doc = sample_document()
+    check_document(doc)
+    doc["records"][0]["step_ms"] = "12"
+    with pytest.raises(AssertionError):
+        check_document(doc)
+
+
+def test_driver_two_ranks_writes_valid_json_and_csv(tmp_path):
+    exe = _bench_bin()
+    mpirun = shutil.which("mpirun") or pytest.skip("no mpirun")
+    js, cs = tmp_path / "b.json", tmp_path / "b.csv"
+    cmd = [mpirun, "-n", "2", "--oversubscribe", "--allow-run-as-root", "-x", "OMP_NUM_THREADS=1", exe,
+           "--what=sp_gsa_lasp2,ring_attention", "--seq=256,512", "--repeats=1", "--warmup=0",
+           "--dtype=fp32", "--device=cpu", f"--model_config={ROOT}/configs/tiny-mqar.cfg",
+           f"--json={js}", f"--csv={cs}"]
+    subprocess.run(cmd, check=True, timeout=600, cwd=tmp_path)
+    doc = json.loads(js.read_text())
+    check_document(doc)
+    assert [(r["what"], r["seq_len"], r["world_size"], r["status"]) for r in doc["records"]] == [
+        ("sp_gsa_lasp2", 256, 2, "ok"), ("sp_gsa_lasp2", 512, 2, "ok"),
+        ("ring_attention", 256, 2, "ok"), ("ring_attention", 512, 2, "ok")]
+    lines = cs.read_text().splitlines()
+    assert lines[0].split(",")[: len(SCHEMA)] == list(SCHEMA)
+    assert len(lines) == 1 + len(doc["records"])
+
+
+def test_predict_calibration_is_the_measured_json(tmp_path):
+    exe = _bench_bin()
+    out = tmp_path / "p.json"
+    txt = subprocess.run([exe, "--predict", f"--predict_json={out}"], check=True, capture_output=True,
+                         text=True, timeout=120).stdout
+    assert "LASP-2 paper comparison" in txt
+    cal = json.loads(out.read_text())["calibration"]
+    sp = [r for r in json.load(open(os.path.join(GPU_DIR, "sp_gsa.json")))["records"] if r["exchange"] == "lasp2"]
+    assert cal["raven_tokens"] == [r["tokens_per_gpu"] for r in sp]
+    assert cal["raven_ms_local"] == pytest.approx([r["ms_fwd_bwd_without_sp"] for r in sp], rel=1e-6)
+    assert cal["raven_ms_sp"] == pytest.approx([r["ms_fwd_bwd"] for r in sp], rel=1e-6)
+
+
+def test_plot_writes_nonempty_pngs(tmp_path):
+    doc = sample_document()
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps(doc))
+    pred = {"schema": "ravensp-bench-predict", "schema_version": 1, "calibration": {}, "predictions": [
+        dict(shape=sh, sweep=sw, scheme=sc, compute="target", gpus=P, seq_len=T, tokens_per_gpu=T // P,
+             step_s=1.0 + 0.01 * P, tokens_per_s_per_gpu=T / P, efficiency=0.9)
+        for sh in ("hybrid-340M-M64", "raven-340M-M64") for sc in ("lasp2_overlap", "lasp2", "lasp1", "ring")
+        for P in (1, 8, 64) for sw, T in (("strong", 2097152), ("weak", 32768 * P))]}
+    pj = tmp_path / "pred.json"
+    pj.write_text(json.dumps(pred))
+    out = tmp_path / "png"
+    assert plot.main(["--bench", str(bench), "--predict", str(pj), "--gpu-dir", GPU_DIR, "--out", str(out)]) == 0
+    for name in ("throughput_vs_seqlen.png", "scaling.png", "memory_vs_length.png", "comm_share.png"):
+        data = (out / name).read_bytes()
+        assert len(data) > 10_000 and data[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_plot_rejects_foreign_documents(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text(json.dumps({"schema": "other", "records": []}))
+    with pytest.raises(ValueError):
+        plot.main(["--bench", str(p), "--out", str(tmp_path)])
