@@ -5,10 +5,7 @@
 #include <chrono>
 
 #include "ravensp/train.h"
-
-#if defined(RAVENSP_WITH_CUDA)
-#include <c10/cuda/CUDAStream.h>
-#endif
+#include "sp/comm_tensor.h"
 
 namespace ravensp::train {
 namespace {
@@ -63,27 +60,7 @@ std::unique_ptr<comm::Communicator> TimedCommunicator::split_impl(int color, int
   return std::make_unique<TimedCommunicator>(std::shared_ptr<comm::Communicator>(std::move(sub)), ns_);
 }
 
-comm::Buffer tensor_buffer(const at::Tensor& t) {
-  RAVENSP_CHECK(t.is_contiguous(), "communication buffers must be contiguous");
-  comm::Buffer b;
-  b.data = t.data_ptr();
-  b.count = static_cast<size_t>(t.numel());
-  switch (t.scalar_type()) {
-    case at::kFloat: b.dtype = comm::DType::kFloat32; break;
-    case at::kDouble: b.dtype = comm::DType::kFloat64; break;
-    case at::kLong: b.dtype = comm::DType::kInt64; break;
-    default: RAVENSP_CHECK(false, "tensor_buffer: unsupported dtype ", t.scalar_type());
-  }
-  if (t.is_cuda()) {
-#if defined(RAVENSP_WITH_CUDA)
-    b.device = comm::Device{comm::DeviceType::kCUDA, t.get_device()};
-    b.stream = c10::cuda::getCurrentCUDAStream(t.get_device()).stream();
-#else
-    RAVENSP_CHECK(false, "CUDA tensor given to a ravensp build without CUDA");
-#endif
-  }
-  return b;
-}
+comm::Buffer tensor_buffer(const at::Tensor& t) { return sp::to_buffer(t); }
 
 void all_reduce_grads(comm::Communicator& c, const std::vector<at::Tensor>& params, double scale) {
   torch::NoGradGuard no_grad;
