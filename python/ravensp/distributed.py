@@ -81,6 +81,22 @@ class SPGroup:
         _C.group_destroy(self.handle)
 
 
+def shard_positions(group: Optional[SPGroup], local_len: int, device=None) -> torch.Tensor:
+    """Global positions [local_len] of this rank's tokens (0..L-1 without a group)."""
+    if group is None:
+        return torch.arange(local_len, device=device)
+    return group.positions(local_len, device)
+
+
+def document_positions(positions: torch.Tensor, cu_seqlens: Optional[torch.Tensor]) -> torch.Tensor:
+    """Each token's position inside its document: its global position minus its
+    document's start (global cu_seqlens), or the global position when not packed."""
+    if cu_seqlens is None:
+        return positions
+    cu = cu_seqlens.to(device=positions.device, dtype=torch.int64)
+    return positions - cu[torch.searchsorted(cu[1:], positions, right=True)]
+
+
 def init_mpi(layout: Union[str, int] = "zigzag") -> SPGroup:
     """The MPI world (mpirun, srun) as a host-memory group for CPU tensors."""
     return SPGroup(_C.group_init_mpi(), layout)

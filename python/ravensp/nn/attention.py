@@ -13,6 +13,7 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import nn
 
+from ..distributed import document_positions, shard_positions
 from .norms import RMSNorm
 from .rotary import RotaryEmbedding
 
@@ -53,28 +54,6 @@ def ring_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Opt
     handle, layout = (0, 0) if sp_group is None else (int(sp_group.handle), int(sp_group.layout))
     return torch.ops.ravensp.ring_attention(q, k, v, scale, causal, int(window or 0), cu_seqlens,
                                             handle, layout)
-
-
-def global_positions(local_len: int, rank: int, world: int, layout: int,
-                     device: torch.device) -> torch.Tensor:
-    """Global position of each local token, as csrc/sp/layout.cpp lays them out."""
-    if layout == 0:
-        return torch.arange(rank * local_len, (rank + 1) * local_len, device=device)
-    if local_len % 2:
-        raise ValueError(f"zigzag layout needs an even local length, got {local_len}")
-    c = local_len // 2
-    second = 2 * world - 1 - rank
-    return torch.cat([torch.arange(rank * c, (rank + 1) * c, device=device),
-                      torch.arange(second * c, (second + 1) * c, device=device)])
-
-
-def rope_positions(positions: torch.Tensor, cu_seqlens: Optional[torch.Tensor]) -> torch.Tensor:
-    """RoPE position of each token: its global position, minus its document's start."""
-    if cu_seqlens is None:
-        return positions
-    cu = cu_seqlens.to(device=positions.device, dtype=torch.int64)
-    doc = torch.searchsorted(cu[1:], positions, right=True)
-    return positions - cu[doc]
 
 
 class SPAttention(nn.Module):
@@ -162,8 +141,7 @@ class SPAttention(nn.Module):
         v = self.v_proj(hidden_states).view(B, L, self.num_kv_heads, self.head_dim)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        pos = rope_positions(global_positions(L, rank, world, layout, hidden_states.device),
-                             cu_seqlens)
+        pos = document_positions(shard_positions(g, L, hidden_states.device), cu_seqlens)
         q, k = self.rotary(q, k, pos)
         o = ring_attention(q, k, v, causal=True, window=self.window_size, cu_seqlens=cu_seqlens,
                            sp_group=g)

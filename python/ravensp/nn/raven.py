@@ -15,7 +15,7 @@ from torch import nn
 
 from .feature_maps import make_feature_map
 from .gsa_core import gsa
-from ..distributed import sp_gsa
+from ..distributed import document_positions, sp_gsa
 from .gumbel import gumbel_noise, layer_key
 from .norms import GatedRMSNorm, RMSNorm, compute_dtype
 from .padding import pad, unpad
@@ -332,10 +332,7 @@ class RavenAttention(nn.Module):
         gpos = group.positions(L, device)
         if cu_seqlens is not None:
             cu_seqlens = cu_seqlens.to(device=device, dtype=torch.int64)
-            doc = torch.searchsorted(cu_seqlens[1:], gpos, right=True)
-            rope_pos = (gpos - cu_seqlens[doc])[None, :]
-        else:
-            rope_pos = gpos[None, :]
+        rope_pos = document_positions(gpos, cu_seqlens)[None, :]
         rows = torch.arange(B, device=device)[:, None].expand(B, L)
         positions = gpos[None, :].expand(B, L) if position_ids is None else \
             position_ids.to(device).expand(B, L)
