@@ -83,7 +83,8 @@ void calibration_table(std::ostream& out, const Calibration& c) {
 
 void write_grid(const std::string& path, const Calibration& c, const Cluster& cl) {
   std::ofstream f(path);
-  RAVENSP_CHECK(f, "--predict-json: cannot write ", path);
+  RAVENSP_CHECK(f, "--predict_json: cannot write ", path);
+  f.precision(10);  // the calibration is compared with the measured JSONs digit for digit
   f << "{\"schema\": \"ravensp-bench-predict\", \"schema_version\": " << kSchemaVersion
     << ", \"calibration\": {\"raven_tokens\": [65536, 262144, 524288], \"raven_ms_local\": ["
     << c.raven_ms_local[0] << ", " << c.raven_ms_local[1] << ", " << c.raven_ms_local[2]

@@ -170,8 +170,8 @@ double lasp2_state_bytes(const Shape& s);
 // DEVICE.md); see docs/scaling_model.md for where each number comes from.
 struct Calibration {
   std::vector<double> raven_tokens{65536, 262144, 524288};       // sp_gsa.json
-  std::vector<double> raven_ms_local{56.59, 206.878, 406.963};   // ms_fwd_bwd_without_sp
-  std::vector<double> raven_ms_sp{124.471, 502.363, 1003.214};   // ms_fwd_bwd, LASP-2
+  std::vector<double> raven_ms_local{56.445, 206.812, 407.078};   // ms_fwd_bwd_without_sp
+  std::vector<double> raven_ms_sp{63.809, 232.297, 459.835};   // ms_fwd_bwd, LASP-2
   // kernels.json, ravensp chunk_gsa fwd+bwd at T=32768: M=256 minus M=64, per token.
   double m256_extra_us_per_token = (51.7536 - 13.4316) * 1e3 / 32768;
   double attn_tflops = 423;  // DEVICE.md: cuDNN causal fwd+bwd, head dim 64

@@ -79,7 +79,9 @@ def _log_axes(ax, xlabel, ylabel, title):
 
 
 def _k(x):
-    return f"{x // 1024:g}K" if x < 2**20 else f"{x / 2**20:g}M"
+    if x < 1024:
+        return f"{x:g}"
+    return f"{x / 1024:g}K" if x < 2**20 else f"{x / 2**20:g}M"
 
 
 def _tick_tokens(ax, xs):
@@ -90,7 +92,7 @@ def _tick_tokens(ax, xs):
 
 
 def plot_throughput(gpu, bench, out):
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5))
     ax = axes[0]
     xs = []
     for name, pts in gpu.items():
@@ -106,10 +108,11 @@ def plot_throughput(gpu, bench, out):
         x = [r["tokens_per_rank"] for r in rs]
         ax.plot(x, [r["tokens_per_s_per_rank"] for r in rs], "o-" if P == 1 else "^--", label=f"{what}, {P} rank(s)")
         xs += x
-    _log_axes(ax, "tokens per rank", "tokens/s per rank", "ravensp-bench on CPU ranks (tiny shapes)")
+    _log_axes(ax, "tokens per rank", "tokens/s per rank",
+              "ravensp-bench on CPU ranks (tiny MQAR shapes, -O0 build, shared 2-core VM)")
     if xs:
         _tick_tokens(ax, xs)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(os.path.join(out, "throughput_vs_seqlen.png"), dpi=110)
     plt.close(fig)
@@ -166,7 +169,9 @@ def plot_scaling(pred, bench, out):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("total tokens")
     ax.set_ylabel("strong-scaling efficiency, 2 ranks vs 1")
-    ax.set_title("Measured on 2 CPU ranks (shared 2-core VM)", fontsize=10)
+    ax.set_title("Measured on 2 CPU ranks (shared 2-core VM: noisy)", fontsize=10)
+    if xs_all := sorted({r["seq_len"] for rs in bench.values() for r in rs}):
+        _tick_tokens(ax, xs_all)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -175,7 +180,7 @@ def plot_scaling(pred, bench, out):
 
 
 def plot_memory(gpu, bench, out):
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5))
     ax = axes[0]
     xs = []
     for name, pts in gpu.items():
@@ -194,9 +199,10 @@ def plot_memory(gpu, bench, out):
         ax.plot(x, [r["peak_mem_gb"] for r in rs], "o-" if P == 1 else "^--", label=f"{what}, {P} rank(s)")
         xs += x
     _log_axes(ax, "tokens per rank", "peak RSS per rank (GB)", "CPU ranks: peak resident memory of the point")
+    ax.set_yscale("linear")  # 0.4-0.8 GB: a log axis would show no labels
     if xs:
         _tick_tokens(ax, xs)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(os.path.join(out, "memory_vs_length.png"), dpi=110)
     plt.close(fig)
@@ -206,7 +212,7 @@ def plot_comm(pred, bench, out):
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     ax = axes[0]
     for sh, style in (("raven-340M-M64", "-"), ("hybrid-340M-M64", "--")):
-        for sch, label in SCHEMES:
+        for sch, label in SCHEMES[:3]:  # ring passing (32-92%) would flatten the rest
             ps = [p for p in _pred(pred, shape=sh, compute="target", scheme=sch, sweep="strong")
                   if p["seq_len"] == 2097152 and p["gpus"] >= 8]
             ax.plot([p["gpus"] for p in ps], [100 * (1 - p["efficiency"]) for p in ps], "o" + style,
@@ -214,7 +220,8 @@ def plot_comm(pred, bench, out):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("GPUs")
     ax.set_ylabel("exposed communication, % of step")
-    ax.set_title("Predicted, 2M tokens (exposed SP exchange + gradient all-reduce)", fontsize=10)
+    ax.set_title("Predicted, 2M tokens: exposed SP exchange + gradient all-reduce\n"
+                 "(ring passing for GSA, off this scale, in scaling_model.md)", fontsize=10)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
@@ -225,7 +232,9 @@ def plot_comm(pred, bench, out):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("total tokens")
     ax.set_ylabel("exposed communication, % of step")
-    ax.set_title("Measured on CPU ranks (MPI, shared 2-core VM)", fontsize=10)
+    ax.set_title("Measured on 2 CPU ranks (MPI, shared 2-core VM: noisy)", fontsize=10)
+    if xs_all := sorted({r["seq_len"] for (_, P), rs in bench.items() if P > 1 for r in rs}):
+        _tick_tokens(ax, xs_all)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
