@@ -26,13 +26,17 @@ elif [ ${#apt_pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
 fi
 
+py_pkgs=("numpy<3" "pytest>=8" "scikit-build-core>=0.10" "pybind11>=2.12" "expecttest" "matplotlib")
 if ! ravensp_has_torch "$PY"; then
   echo "setup: creating $RAVENSP_VENV with torch==$RAVENSP_TORCH_VERSION"
   python3 -m venv "$RAVENSP_VENV"
   PY=$RAVENSP_VENV/bin/python
   "$PY" -m pip install -q --upgrade pip
-  "$PY" -m pip install -q "torch==$RAVENSP_TORCH_VERSION" "numpy<3" "pytest>=8" \
-    "scikit-build-core>=0.10" "pybind11>=2.12" "expecttest" "matplotlib"
+  "$PY" -m pip install -q "torch==$RAVENSP_TORCH_VERSION" "${py_pkgs[@]}"
+elif [ "${RAVENSP_SKIP_APT:-0}" != 1 ] && \
+     ! "$PY" -c "import numpy, pytest, scikit_build_core, pybind11, expecttest, matplotlib" 2>/dev/null; then
+  # A venv from an earlier version of this script: add what it lacks.
+  "$PY" -m pip install -q "${py_pkgs[@]}"
 fi
 
 # Boost.Program_options sources (kept out of git) when the compiled library is absent.
