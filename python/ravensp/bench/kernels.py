@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 
 import torch
 
 import ravensp
+from ravensp.bench.timing import cuda_time_ms
 
 SHAPES = [  # (B, H, K, V, M, T)
     (1, 4, 256, 256, 64, 8192),
@@ -61,18 +61,7 @@ def bytes_bwd(B, H, K, V, M, T):
 
 
 def time_ms(fn, warmup=3, reps=10):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
+    return cuda_time_ms(fn, reps=reps, warmup=warmup)
 
 
 def bench_impl(name, fn, shape, reps):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 
 import torch
 import torch.nn.functional as F
@@ -22,22 +21,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import ravensp  # noqa: F401  (registers torch.ops.ravensp.*)
 
+from ravensp.bench.timing import cuda_time_ms
+
 OPS = torch.ops.ravensp
 
 
 def timed(fn, reps):
     """Median milliseconds of fn() over reps runs after one warm-up, by CUDA events."""
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
+    return cuda_time_ms(fn, reps=reps, warmup=1)
 
 
 def causal_flops(T, H, D):

@@ -12,33 +12,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import time
 
 import torch
 
 import ravensp.distributed as rd
+from ravensp.bench.timing import cuda_time_ms
 from ravensp.nn import RavenAttention
 
 TOKENS_PER_GPU = [65536, 262144, 524288]
 
 
 def time_fwd_bwd(layer, x, w, repeats=5, warmup=2):
-    times = []
-    for i in range(warmup + repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    def step():
         xg = x.detach().requires_grad_()
-        torch.cuda.synchronize()
-        start.record()
         with torch.autocast("cuda", torch.bfloat16):
             o = layer(xg)[0]
         (o.float() * w).sum().backward()
-        end.record()
-        torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(start.elapsed_time(end))
         layer.zero_grad(set_to_none=True)
-    return statistics.median(times)
+
+    return cuda_time_ms(step, reps=repeats, warmup=warmup)
 
 
 def main(argv=None) -> int:

@@ -7,27 +7,16 @@ the SP Raven layer. Prints a table; no files.
 from __future__ import annotations
 
 import argparse
-import statistics
-
 import torch
 
 import ravensp
 import ravensp.distributed as rd
+from ravensp.bench.timing import cuda_time_ms
 from ravensp.nn import RavenAttention
 
 
 def bench(fn, repeats=5, warmup=2):
-    ts = []
-    for i in range(warmup + repeats):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        torch.cuda.synchronize()
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        if i >= warmup:
-            ts.append(a.elapsed_time(b))
-    return statistics.median(ts)
+    return cuda_time_ms(fn, reps=repeats, warmup=warmup)
 
 
 def main(argv=None) -> int:
