@@ -1,4 +1,5 @@
-"""RavenAttention(sp_group=...) on 2, 3 and 4 CPU ranks under mpirun equals the
+"""RavenAttention(sp_group=...) on 2, 3 and 4 CPU ranks under mpirun (and on 2
+ranks launched torchrun-style, over the TCP backend) equals the
 unsharded layer in fp64: output, input gradient and every parameter gradient,
 both layouts, LASP-2 and LASP-1, packed documents spanning ranks, RoPE with
 global positions and Gumbel noise keyed by global positions (training mode)."""
@@ -27,3 +28,26 @@ def test_sp_raven_layer_equals_unsharded(ranks):
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-4000:]
     assert out.count("all SP RavenAttention checks passed") == ranks, out[-4000:]
+
+
+def test_sp_raven_layer_under_torchrun_environment():
+    """Two processes with RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT, no MPI runtime:
+    ravensp.distributed.init_from_env bootstraps the TCP backend through its store."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("OMPI_", "PMIX_", "PMI_", "SLURM_"))}
+        env.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port), RAVENSP_STORE_PORT=str(port), OMP_NUM_THREADS="1",
+                   RAVENSP_COMM_TIMEOUT_S="120")
+        procs.append(subprocess.Popen([sys.executable, WORKER], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for rank, (p, out) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0, f"rank {rank}:\n{out[-4000:]}"
+        assert "all SP RavenAttention checks passed" in out, out[-4000:]

@@ -21,7 +21,11 @@ def check(name, got, want, rank, tol=1e-10):
 
 
 def run(layout: str, exchange: str, packed: bool, cfg: dict) -> None:
-    group = rd.init_mpi(layout) if not hasattr(run, "world") else run.world
+    if not hasattr(run, "world"):
+        # mpirun gives an MPI group; a torchrun-style environment (RANK, WORLD_SIZE,
+        # MASTER_ADDR, MASTER_PORT) the TCP host backend.
+        run.world = rd.init_from_env(layout)
+    group = run.world
     run.world = group
     group = rd.SPGroup(group.handle, layout)
     P, r = group.size, group.rank
