@@ -12,6 +12,7 @@
 #include "kernels/gsa/gsa_cuda.h"
 #include "kernels/gsa/params.h"
 #include "ops/gsa_args.h"
+#include "ops/gsa_params.h"
 #include "ops/op_boundary.h"
 #include "ravensp/check.h"
 
@@ -26,7 +27,6 @@ using Bwd7 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
 constexpr int64_t kCudaChunk = 64;
 
-const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
 // Checks shared with the CPU path plus the CUDA table; fills the shape with
 // device and host offsets.
@@ -45,6 +45,13 @@ Tensor workspace(size_t bytes, const Tensor& like) {
   return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
 }
 
+// CUDA computes in the input dtype with fp32 states.
+GsaInputs device_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
+                        const Tensor& g, const OptTensor& hk0, const OptTensor& hv0) {
+  return {q.contiguous(), k.contiguous(), v.contiguous(), s.contiguous(), g.contiguous(),
+          state_or_undef(hk0, at::kFloat), state_or_undef(hv0, at::kFloat)};
+}
+
 Fwd4 run_fwd(const char* fn, bool recurrent, const Tensor& q_, const Tensor& k_,
              const Tensor& v_, const Tensor& s_, const Tensor& g_, double scale,
              const OptTensor& hk0_, const OptTensor& hv0_, const OptTensor& cu,
@@ -52,33 +59,18 @@ Fwd4 run_fwd(const char* fn, bool recurrent, const Tensor& q_, const Tensor& k_,
   kernels::GsaShape shape;
   GsaArgs a = check_cuda(fn, q_, k_, v_, s_, g_, hk0_, hv0_, cu, chunk_size, shape);
   const c10::cuda::CUDAGuard guard(q_.device());
-  const Tensor q = q_.contiguous(), k = k_.contiguous(), v = v_.contiguous(),
-               s = s_.contiguous(), g = g_.contiguous();
-  const Tensor hk0 = state_or_undef(hk0_, at::kFloat), hv0 = state_or_undef(hv0_, at::kFloat);
-  const auto f32 = q.options().dtype(at::kFloat);
-  Tensor o = at::empty(v.sizes(), v.options());
-  Tensor hkT = at::empty(hk_shape(a), f32), hvT = at::empty(hv_shape(a), f32);
-  Tensor p = recurrent ? at::empty({0}, f32) : at::empty(s.sizes(), f32);
-  kernels::GsaFwdParams P;
-  P.shape = shape;
-  P.dtype = to_kernel_dtype(q.scalar_type());
-  P.accum_dtype = kernels::DType::kFloat32;
-  P.scale = scale;
-  P.chunk_size = kCudaChunk;
-  P.q = q.data_ptr(); P.k = k.data_ptr(); P.v = v.data_ptr();
-  P.s = s.data_ptr(); P.g = g.data_ptr();
-  P.hk0 = ptr_or_null(hk0); P.hv0 = ptr_or_null(hv0);
-  P.o = o.data_ptr(); P.p = recurrent ? nullptr : p.data_ptr();
-  P.hkT = hkT.data_ptr(); P.hvT = hvT.data_ptr();
+  GsaInputs in = device_inputs(q_, k_, v_, s_, g_, hk0_, hv0_);
+  GsaFwdOutputs out = alloc_fwd_outputs(a, in, at::kFloat, !recurrent);
+  kernels::GsaFwdParams P = fwd_params(shape, in, out, at::kFloat, scale, kCudaChunk);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   if (recurrent) {
-    Tensor ws = workspace(kernels::gsa_recurrent_fwd_workspace_bytes(P), q);
+    Tensor ws = workspace(kernels::gsa_recurrent_fwd_workspace_bytes(P), in.q);
     kernels::gsa_recurrent_fwd_cuda(P, ws.data_ptr(), stream);
   } else {
-    Tensor ws = workspace(kernels::gsa_chunk_fwd_workspace_bytes(P), q);
+    Tensor ws = workspace(kernels::gsa_chunk_fwd_workspace_bytes(P), in.q);
     kernels::gsa_chunk_fwd_cuda(P, ws.data_ptr(), stream);
   }
-  return {o, hkT, hvT, p};
+  return {out.o, out.hkT, out.hvT, out.p};
 }
 
 Bwd7 run_bwd(const char* fn, const Tensor& grad_o, const OptTensor& grad_hkT,
@@ -88,40 +80,17 @@ Bwd7 run_bwd(const char* fn, const Tensor& grad_o, const OptTensor& grad_hkT,
              int64_t chunk_size) {
   kernels::GsaShape shape;
   GsaArgs a = check_cuda(fn, q_, k_, v_, s_, g_, hk0_, hv0_, cu, chunk_size, shape);
-  check_like(fn, "grad_o", grad_o, v_.sizes(), q_);
-  if (p_ != nullptr) check_like(fn, "p", *p_, s_.sizes(), q_);
-  if (grad_hkT.has_value() && grad_hkT->defined())
-    check_like(fn, "grad_hkT", *grad_hkT, hk_shape(a), q_);
-  if (grad_hvT.has_value() && grad_hvT->defined())
-    check_like(fn, "grad_hvT", *grad_hvT, hv_shape(a), q_);
+  check_bwd_args(fn, a, grad_o, p_, grad_hkT, grad_hvT, q_, v_, s_);
   const c10::cuda::CUDAGuard guard(q_.device());
-  const auto dt = q_.scalar_type();
-  const Tensor q = q_.contiguous(), k = k_.contiguous(), v = v_.contiguous(),
-               s = s_.contiguous(), g = g_.contiguous(), dout = grad_o.to(dt).contiguous();
-  const Tensor p = p_ != nullptr ? p_->to(at::kFloat).contiguous() : Tensor();
-  const Tensor hk0 = state_or_undef(hk0_, at::kFloat), hv0 = state_or_undef(hv0_, at::kFloat);
-  const Tensor dhkT = state_or_undef(grad_hkT, at::kFloat);
-  const Tensor dhvT = state_or_undef(grad_hvT, at::kFloat);
-  const auto f32 = q.options().dtype(at::kFloat);
-  Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v),
-         ds = at::empty_like(s), dg = at::empty_like(g);
-  Tensor dhk0 = at::empty(hk_shape(a), f32), dhv0 = at::empty(hv_shape(a), f32);
-  kernels::GsaBwdParams P;
-  P.shape = shape;
-  P.dtype = to_kernel_dtype(dt);
-  P.accum_dtype = kernels::DType::kFloat32;
-  P.scale = scale;
-  P.chunk_size = kCudaChunk;
-  P.q = q.data_ptr(); P.k = k.data_ptr(); P.v = v.data_ptr();
-  P.s = s.data_ptr(); P.g = g.data_ptr(); P.p = ptr_or_null(p);
-  P.hk0 = ptr_or_null(hk0); P.hv0 = ptr_or_null(hv0);
-  P.d_o = dout.data_ptr(); P.dhkT = ptr_or_null(dhkT); P.dhvT = ptr_or_null(dhvT);
-  P.dq = dq.data_ptr(); P.dk = dk.data_ptr(); P.dv = dv.data_ptr();
-  P.ds = ds.data_ptr(); P.dg = dg.data_ptr();
-  P.dhk0 = dhk0.data_ptr(); P.dhv0 = dhv0.data_ptr();
-  Tensor ws = workspace(kernels::gsa_chunk_bwd_workspace_bytes(P), q);
+  GsaInputs in = device_inputs(q_, k_, v_, s_, g_, hk0_, hv0_);
+  GsaBwdOutputs out = alloc_bwd_outputs(a, in, at::kFloat);
+  kernels::GsaBwdParams P = bwd_params(
+      shape, in, p_ != nullptr ? p_->to(at::kFloat).contiguous() : Tensor(),
+      grad_o.to(q_.scalar_type()).contiguous(), state_or_undef(grad_hkT, at::kFloat),
+      state_or_undef(grad_hvT, at::kFloat), out, at::kFloat, scale, kCudaChunk);
+  Tensor ws = workspace(kernels::gsa_chunk_bwd_workspace_bytes(P), in.q);
   kernels::gsa_chunk_bwd_cuda(P, ws.data_ptr(), at::cuda::getCurrentCUDAStream());
-  return {dq, dk, dv, ds, dg, dhk0, dhv0};
+  return {out.dq, out.dk, out.dv, out.ds, out.dg, out.dhk0, out.dhv0};
 }
 
 Fwd4 chunk_fwd_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
