@@ -17,6 +17,8 @@ namespace ravensp::kernels {
 namespace {
 
 using gsa_detail::Unit;
+using gsa_detail::check_cpu_dtypes;
+using gsa_detail::load_state;
 using gsa_detail::tok;
 
 // Buffers for one chunk of one unit: row-major [L][D].
@@ -114,16 +116,6 @@ void advance_states(const ChunkView<T>& cv, const std::vector<T>& G, T* Hk, T* H
     const T* vi = cv.vp(i);
     for (int64_t m = 0; m < M; ++m)
       for (int64_t vv = 0; vv < V; ++vv) Hv[m * V + vv] += w[m] * vi[vv];
-  }
-}
-
-template <typename T>
-void load_state(const void* src, int64_t offset, int64_t n, T* dst) {
-  if (src == nullptr) {
-    std::fill(dst, dst + n, T(0));
-  } else {
-    const T* s = static_cast<const T*>(src) + offset;
-    std::copy(s, s + n, dst);
   }
 }
 
@@ -358,13 +350,6 @@ void chunk_bwd(const GsaBwdParams& P) {
     if (P.dhk0 != nullptr) std::copy(dHk.begin(), dHk.end(), static_cast<T*>(P.dhk0) + sk);
     if (P.dhv0 != nullptr) std::copy(dHv.begin(), dHv.end(), static_cast<T*>(P.dhv0) + sv);
   });
-}
-
-void check_cpu_dtypes(const char* fn, DType dtype, DType accum) {
-  RAVENSP_CHECK(dtype == DType::kFloat32 || dtype == DType::kFloat64, fn,
-                ": CPU reference takes float32 or float64 tensors, got ", dtype_name(dtype));
-  RAVENSP_CHECK(dtype == accum, fn, ": CPU reference needs accum dtype == dtype (",
-                dtype_name(dtype), "), got ", dtype_name(accum));
 }
 
 }  // namespace

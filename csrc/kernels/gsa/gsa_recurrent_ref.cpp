@@ -16,6 +16,8 @@ namespace ravensp::kernels {
 namespace {
 
 using gsa_detail::Unit;
+using gsa_detail::check_cpu_dtypes;
+using gsa_detail::load_state;
 using gsa_detail::tok;
 
 constexpr int64_t kSegment = 64;
@@ -50,12 +52,6 @@ struct Step {
     }
   }
 };
-
-template <typename T>
-void load_state(const void* src, int64_t offset, int64_t n, T* dst) {
-  if (src == nullptr) std::fill(dst, dst + n, T(0));
-  else std::copy(static_cast<const T*>(src) + offset, static_cast<const T*>(src) + offset + n, dst);
-}
 
 template <typename T>
 void recurrent_fwd(const GsaFwdParams& P) {
@@ -195,22 +191,16 @@ void recurrent_bwd(const GsaBwdParams& P) {
   });
 }
 
-void check_dtypes(const char* fn, DType dtype, DType accum) {
-  RAVENSP_CHECK(dtype == DType::kFloat32 || dtype == DType::kFloat64, fn,
-                ": CPU reference takes float32 or float64 tensors, got ", dtype_name(dtype));
-  RAVENSP_CHECK(dtype == accum, fn, ": CPU reference needs accum dtype == dtype");
-}
-
 }  // namespace
 
 void gsa_recurrent_fwd_cpu(const GsaFwdParams& params) {
-  check_dtypes("gsa_recurrent_fwd_cpu", params.dtype, params.accum_dtype);
+  check_cpu_dtypes("gsa_recurrent_fwd_cpu", params.dtype, params.accum_dtype);
   if (params.dtype == DType::kFloat64) recurrent_fwd<double>(params);
   else recurrent_fwd<float>(params);
 }
 
 void gsa_recurrent_bwd_cpu(const GsaBwdParams& params) {
-  check_dtypes("gsa_recurrent_bwd_cpu", params.dtype, params.accum_dtype);
+  check_cpu_dtypes("gsa_recurrent_bwd_cpu", params.dtype, params.accum_dtype);
   if (params.dtype == DType::kFloat64) recurrent_bwd<double>(params);
   else recurrent_bwd<float>(params);
 }

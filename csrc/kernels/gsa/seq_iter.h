@@ -2,9 +2,11 @@
 // is one independent recurrence, so the reference runs them in parallel.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/gsa/params.h"
+#include "ravensp/check.h"
 
 namespace ravensp::kernels::gsa_detail {
 
@@ -46,6 +48,26 @@ void for_each_unit(const GsaShape& s, F&& f) {
 #pragma omp parallel for schedule(dynamic, 1)
 #endif
   for (int64_t i = 0; i < n; ++i) f(unit_at(s, i));
+}
+
+// A state slice [n] at `offset` of src, or zeros when src is null (no state given).
+template <typename T>
+void load_state(const void* src, int64_t offset, int64_t n, T* dst) {
+  if (src == nullptr) {
+    std::fill(dst, dst + n, T(0));
+  } else {
+    const T* s = static_cast<const T*>(src) + offset;
+    std::copy(s, s + n, dst);
+  }
+}
+
+// The CPU reference computes in the inputs' dtype, which must be fp32 or fp64;
+// the ops layer converts half types first.
+inline void check_cpu_dtypes(const char* fn, DType dtype, DType accum) {
+  RAVENSP_CHECK(dtype == DType::kFloat32 || dtype == DType::kFloat64, fn,
+                ": CPU reference takes float32 or float64 tensors, got ", dtype_name(dtype));
+  RAVENSP_CHECK(dtype == accum, fn, ": CPU reference needs accum dtype == dtype (",
+                dtype_name(dtype), "), got ", dtype_name(accum));
 }
 
 }  // namespace ravensp::kernels::gsa_detail
