@@ -47,11 +47,14 @@ def gpu_series(gpu_dir):
     p = os.path.join(gpu_dir, "sp_gsa.json")
     if os.path.exists(p):
         for r in load(p)["records"]:
-            if r["exchange"] == "lasp2":
-                T = r["tokens_per_gpu"]
+            if r["exchange"] != "lasp2":
+                continue
+            T, P = r["tokens_per_gpu"], r.get("gpus", 1)
+            if P == 1:
                 s["Raven layer, no SP"].append((T, T / (r["ms_fwd_bwd_without_sp"] / 1e3),
                                                 r["peak_mem_gib_without_sp"] * GIB))
-                s["Raven layer, LASP-2 path"].append((T, r["tokens_per_s_per_gpu"], r["peak_mem_gib"] * GIB))
+            s[f"Raven layer, LASP-2, {P} GPU{'s' if P > 1 else ''}"].append(
+                (T, r["tokens_per_s_per_gpu"], r["peak_mem_gib"] * GIB))
     p = os.path.join(gpu_dir, "kernels.json")
     if os.path.exists(p):
         for r in load(p)["records"]:

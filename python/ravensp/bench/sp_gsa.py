@@ -1,11 +1,17 @@
 """SP Raven layer benchmark: forward+backward tokens/s per GPU of RavenAttention
-through the SP GSA op (LASP-2 and LASP-1) against the same layer without SP, at
-64K, 256K and 512K tokens per GPU. The exposed communication time is the SP
-time minus the non-SP time of the same work (CUDA events, median after warm-up).
+through the SP GSA op (LASP-2 and LASP-1) at 64K, 256K and 512K tokens per GPU,
+measured side by side in one run against two single-GPU baselines on each GPU:
+the plain layer (no SP) and the same SP path over a one-rank NCCL group.
 
-One GPU: `python -m ravensp.bench.sp_gsa --out docs/benchmarks/sp_gsa.json`
-(a one-rank NCCL group: the SP code path with a trivial exchange).
-Several GPUs: run one process per GPU under mpirun; rank 0 writes the JSON.
+Weak scaling (fixed tokens per GPU): `weak_scaling_efficiency_<P>gpu` is the
+one-rank SP time over the P-rank SP time (LASP-2), per GPU; the exposed
+communication time is the P-rank time minus the one-rank time of the same SP
+code, so it holds the all-gathers, their waits and the skew between ranks.
+Every time is a median of CUDA-event timings after warm-up, then the maximum
+over ranks (the slowest rank sets the step).
+
+One GPU: `python -m ravensp.bench.sp_gsa --out docs/benchmarks/sp_gsa.json`.
+P GPUs: one process per GPU under mpirun (or torchrun); rank 0 writes the JSON.
 """
 from __future__ import annotations
 
@@ -34,6 +40,20 @@ def time_fwd_bwd(layer, x, w, repeats=5, warmup=2):
     return cuda_time_ms(step, reps=repeats, warmup=warmup)
 
 
+def slowest(group, values):
+    """Element-wise maximum of a list of floats over the group's ranks."""
+    t = torch.tensor(values, dtype=torch.float64, device=torch.device("cuda", torch.cuda.current_device()))
+    return group.all_gather(t).max(0).values.tolist()
+
+
+def measure(layer, x, w, group):
+    """(ms, peak GiB) of fwd+bwd with layer.sp_group = group (None: no SP)."""
+    layer.sp_group = group
+    torch.cuda.reset_peak_memory_stats()
+    ms = time_fwd_bwd(layer, x, w)
+    return ms, torch.cuda.max_memory_allocated() / 2**30
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
@@ -46,37 +66,55 @@ def main(argv=None) -> int:
     torch.cuda.set_device(device)
     group = rd.init_from_env("zigzag", device) if launched else rd.init_single(device, "zigzag")
     P = group.size
+    one = rd.init_single(device, "zigzag") if P > 1 else group
     torch.manual_seed(0)
     cfg = dict(hidden_size=1024, num_heads=4, num_slots=args.slots, topk=32, layer_idx=0)
     layer = RavenAttention(**cfg).to(device).train()
-    records = []
+    records, efficiency = [], {}
     for T in args.tokens:
         x = torch.randn(1, T, 1024, device=device)
         w = torch.randn(1, T, 1024, device=device)
-        layer.sp_group = None
-        torch.cuda.reset_peak_memory_stats()
-        t_local = time_fwd_bwd(layer, x, w)
-        mem_local = torch.cuda.max_memory_allocated() / 2**30
+        runs = {"none": measure(layer, x, w, None)}
         for exchange in ("lasp2", "lasp1"):
-            layer.sp_group, layer.sp_exchange = group, exchange
-            torch.cuda.reset_peak_memory_stats()
-            t_sp = time_fwd_bwd(layer, x, w)
-            rec = dict(gpus=P, tokens_per_gpu=T, exchange=exchange, slots=args.slots,
-                       ms_fwd_bwd=round(t_sp, 3), ms_fwd_bwd_without_sp=round(t_local, 3),
-                       exposed_comm_ms=round(t_sp - t_local, 3),
-                       tokens_per_s_per_gpu=round(T / (t_sp / 1e3)),
-                       peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
-                       peak_mem_gib_without_sp=round(mem_local, 2))
-            records.append(rec)
-            if group.rank == 0:
-                print(json.dumps(rec), flush=True)
-    layer.sp_group = None
+            layer.sp_exchange = exchange
+            runs[f"{exchange}_1"] = measure(layer, x, w, one)
+            if P > 1:
+                runs[f"{exchange}_{P}"] = measure(layer, x, w, group)
+        layer.sp_group = None
+        names = list(runs)
+        ms = dict(zip(names, slowest(group, [runs[n][0] for n in names])))
+        gib = dict(zip(names, slowest(group, [runs[n][1] for n in names])))
+        for exchange in ("lasp2", "lasp1"):
+            for gpus in sorted({1, P}):
+                key, base = f"{exchange}_{gpus}", f"{exchange}_1"
+                rec = dict(gpus=gpus, tokens_per_gpu=T, exchange=exchange, slots=args.slots,
+                           ms_fwd_bwd=round(ms[key], 3),
+                           ms_fwd_bwd_without_sp=round(ms["none"], 3),
+                           ms_fwd_bwd_sp_1gpu=round(ms[base], 3),
+                           sp_overhead_ms=round(ms[base] - ms["none"], 3),
+                           exposed_comm_ms=round(ms[key] - ms[base], 3),
+                           tokens_per_s_per_gpu=round(T / (ms[key] / 1e3)),
+                           weak_scaling_efficiency=round(ms[base] / ms[key], 4),
+                           efficiency_vs_plain_layer=round(ms["none"] / ms[key], 4),
+                           peak_mem_gib=round(gib[key], 2),
+                           peak_mem_gib_without_sp=round(gib["none"], 2))
+                records.append(rec)
+                if group.rank == 0:
+                    print(json.dumps(rec), flush=True)
+        if P > 1:
+            efficiency[str(T)] = round(ms["lasp2_1"] / ms[f"lasp2_{P}"], 4)
+        del x, w
+        torch.cuda.empty_cache()
     if group.rank == 0 and args.out:
-        doc = dict(machine=torch.cuda.get_device_name(device), date=time.strftime("%Y-%m-%d"),
-                   torch=torch.__version__, layer=cfg, records=records,
-                   weak_scaling_efficiency_2gpu=None,
-                   note="1-GPU figures: the SP path with a one-rank NCCL group; the 2-GPU "
-                        "run (weak scaling) waits for a two-GPU machine (issue 11)")
+        doc = dict(machine=f"{torch.cuda.get_device_name(device)} x{P}", date=time.strftime("%Y-%m-%d"),
+                   torch=torch.__version__, gpus=P, layer=cfg, records=records,
+                   method=("fwd+bwd under bf16 autocast, median of 5 CUDA-event timings after 2 "
+                           "warm-ups, max over ranks; weak scaling = one-rank SP time / P-rank SP "
+                           "time at the same tokens per GPU; exposed_comm_ms = P-rank minus "
+                           "one-rank SP time"))
+        if P > 1:
+            doc[f"weak_scaling_efficiency_{P}gpu"] = min(efficiency.values())
+            doc[f"weak_scaling_efficiency_{P}gpu_by_tokens"] = efficiency
         with open(args.out, "w") as f:
             json.dump(doc, f, indent=1)
     return 0

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Everything issue 11 asks of a two-GPU machine, in one command (device tool,
+# kind nvidia-h100-x2 or nvidia-h200-x2; carry third_party):
+#   build  the Python package, ravensp-train and ravensp-bench (CUDA, MPI, NCCL)
+#   equiv  bf16 SP equivalence on 2 GPUs over NCCL vs the one-GPU result
+#   sp     SP Raven layer: LASP-2/LASP-1 at 64K/256K/512K tokens per GPU, 1 vs 2 GPUs
+#   ring   ring attention fwd+bwd vs local cuDNN SDPA and torch context_parallel
+#   train  hybrid-340M launcher steps on 2 GPUs, 512K then 1M tokens
+#   bench  ravensp-bench sweeps on 1 and 2 GPUs (configs/bench-h100.cfg)
+# Usage: launch/device-2gpu.sh [steps...]   (default: all, in that order)
+# Each step has its own time limit and log; a failed step is reported and the
+# next one still runs. The device returns at most 8 files, so the logs and JSONs
+# travel as $OUT/logs.tgz, with $OUT/summary.txt beside it. The build stays in build/device2 (ignored), so a
+# second call on a still-warm machine reuses it.
+set -uo pipefail
+FINAL=${OUT:-/tmp/ravensp-out}
+OUT=$(mktemp -d /tmp/ravensp-2gpu.XXXX)
+mkdir -p "$FINAL"
+trap 'tar -czf "$FINAL/logs.tgz" -C "$OUT" . ; cp "$OUT/summary.txt" "$FINAL/" 2>/dev/null' EXIT
+export RAVENSP_BUILD=${RAVENSP_BUILD:-$PWD/build/device2}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PYTHONUNBUFFERED=1
+export RAVENSP_SKIP_APT=1 TORCH_CUDA_ARCH_LIST=9.0a CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-32}
+source launch/env.sh
+# System g++: /opt/gcc's links libstdc++ statically (see device-test.sh).
+if [ -x /usr/bin/g++ ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++; fi
+steps=("$@"); [ ${#steps[@]} -gt 0 ] || steps=(build equiv sp ring train bench)
+NG=$(nvidia-smi -L | wc -l)
+MPI=(mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none -x NCCL_NVLS_ENABLE
+     -x TORCH_SYMM_MEM_DISABLE_MULTICAST -x NVSHMEM_DISABLE_NVLS -x PYTHONUNBUFFERED -x OMP_NUM_THREADS=4)
+T0=$(date +%s)
+log() { echo "device-2gpu [$(( $(date +%s) - T0 )) s] $*" | tee -a "$OUT/summary.txt"; }
+step() {  # step NAME LIMIT_S CMD...: runs CMD with a time limit, logs to $OUT/NAME.log
+  local name=$1 limit=$2; shift 2
+  # The device kills a command at its limit, logs and all: stop each step in time
+  # for the logs to be packed (RAVENSP_DEADLINE_S after the start, default 570).
+  local left=$(( T0 + ${RAVENSP_DEADLINE_S:-570} - $(date +%s) ))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -le 5 ]; then log "$name: skipped, no time left"; return 0; fi
+  log "$name: start (limit $limit s)"
+  timeout -k 10 "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  log "$name: rc=$rc"; tail -5 "$OUT/$name.log" | sed "s/^/  $name| /" | tee -a "$OUT/summary.txt"
+  return 0
+}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nvidia-smi topo -m
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'nccl', torch.cuda.nccl.version())"
+} > "$OUT/machine.txt" 2>&1
+log "$NG GPU(s): $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+
+for s in "${steps[@]}"; do
+  case $s in
+  build)
+    RAVENSP_CMAKE_ARGS="-Ccmake.define.RAVENSP_WITH_TESTS=OFF" step build 420 bash launch/setup.sh
+    grep -m5 -i "error" "$OUT/build.log" | tee -a "$OUT/summary.txt" ;;
+  equiv)
+    step equiv 240 "${MPI[@]}" "$PY" tests/python/mpi/sp_bf16_worker.py ;;
+  sp)
+    mkdir -p "$OUT/bench"
+    step sp 300 "${MPI[@]}" "$PY" -m ravensp.bench.sp_gsa --out "$OUT/bench/sp_gsa.json" ;;
+  ring)
+    mkdir -p "$OUT/bench"; cp docs/benchmarks/ring_attention.json "$OUT/bench/ring_attention.json"
+    step ring 240 "${MPI[@]}" "$PY" -m ravensp.bench.ring_attention --out "$OUT/bench/ring_attention.json" ;;
+  train)
+    head -c 4000000 /dev/urandom > /tmp/bytes.bin
+    for T in ${RAVENSP_CONTEXTS:-524288 1048576}; do
+      step "train-$T" 150 "${MPI[@]}" "$RAVENSP_BUILD/bin/ravensp-train" --config configs/hybrid-340m.cfg \
+        --data.kind=text --data.path=/tmp/bytes.bin --data.seq_len="$T" --data.micro_batch=1 \
+        --train.grad_accum=1 --train.steps=3 --train.warmup_steps=1 --parallel.sp_size=2 \
+        --parallel.layout=zigzag --parallel.exchange=lasp2 --output.dir=/tmp/hybrid-$T \
+        --output.resume=none --output.save_final=false --output.progress=off --output.json_stdout=true
+    done ;;
+  bench)
+    mkdir -p "$OUT/bench"
+    # Device time is short: 2 timed repeats after 1 warm-up, and one GPU stops at
+    # 512K tokens (the quadratic workloads take ~20 s a call at 1M on one GPU).
+    for n in 1 2; do
+      step "bench-$n" "${RAVENSP_BENCH_LIMIT:-240}" mpirun -np $n --oversubscribe --allow-run-as-root --bind-to none \
+        -x NCCL_NVLS_ENABLE "$RAVENSP_BUILD/bin/ravensp-bench" --config configs/bench-h100.cfg \
+        --repeats=2 --warmup=1 --seq_max=$(( n == 1 ? 524288 : 1048576 )) \
+        --json "$OUT/bench/gpu$n.json" --csv "$OUT/bench/gpu$n.csv"
+    done ;;
+  *) log "unknown step $s (build equiv sp ring train bench)" ;;
+  esac
+done
+log "done"
