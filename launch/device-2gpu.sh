@@ -13,6 +13,7 @@
 # travel as $OUT/logs.tgz, with $OUT/summary.txt beside it. The build stays in build/device2 (ignored), so a
 # second call on a still-warm machine reuses it.
 set -uo pipefail
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-}
 FINAL=${OUT:-/tmp/ravensp-out}
 OUT=$(mktemp -d /tmp/ravensp-2gpu.XXXX)
 mkdir -p "$FINAL"
@@ -26,7 +27,8 @@ if [ -x /usr/bin/g++ ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX
 steps=("$@"); [ ${#steps[@]} -gt 0 ] || steps=(build equiv sp ring train bench)
 NG=$(nvidia-smi -L | wc -l)
 MPI=(mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none -x NCCL_NVLS_ENABLE
-     -x TORCH_SYMM_MEM_DISABLE_MULTICAST -x NVSHMEM_DISABLE_NVLS -x PYTHONUNBUFFERED -x OMP_NUM_THREADS=4)
+     -x TORCH_SYMM_MEM_DISABLE_MULTICAST -x NVSHMEM_DISABLE_NVLS -x PYTHONUNBUFFERED -x OMP_NUM_THREADS=4
+     -x PYTORCH_CUDA_ALLOC_CONF)
 T0=$(date +%s)
 log() { echo "device-2gpu [$(( $(date +%s) - T0 )) s] $*" | tee -a "$OUT/summary.txt"; }
 step() {  # step NAME LIMIT_S CMD...: runs CMD with a time limit, logs to $OUT/NAME.log
@@ -62,6 +64,8 @@ for s in "${steps[@]}"; do
     step ring 240 "${MPI[@]}" "$PY" -m ravensp.bench.ring_attention --out "$OUT/bench/ring_attention.json" ;;
   train)
     head -c 4000000 /dev/urandom > /tmp/bytes.bin
+    # At 1M tokens the allocator's fragmentation decides whether a step fits.
+    export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
     for T in ${RAVENSP_CONTEXTS:-524288 1048576}; do
       step "train-$T" 150 "${MPI[@]}" "$RAVENSP_BUILD/bin/ravensp-train" --config configs/hybrid-340m.cfg \
         --data.kind=text --data.path=/tmp/bytes.bin --data.seq_len="$T" --data.micro_batch=1 \

@@ -208,7 +208,12 @@ std::vector<Record> run(const Options& o, std::shared_ptr<comm::Communicator> wo
   c.world = world ? world->size() : 1;
   const bool cuda = o.device == "cuda" || (o.device == "auto" && torch::cuda::is_available());
   RAVENSP_CHECK(!cuda || torch::cuda::is_available(), "--device=cuda but no CUDA device is visible");
-  if (cuda) c.device = at::Device(at::kCUDA, c10::DeviceIndex(comm::detect_launch_env().local_rank % torch::cuda::device_count()));
+  if (cuda) {
+    c.device = at::Device(at::kCUDA, c10::DeviceIndex(comm::detect_launch_env().local_rank % torch::cuda::device_count()));
+    // The CUDA caching allocator sizes its per-device tables on first use: reading or
+    // resetting its peak before any allocation throws "Invalid device argument".
+    at::empty({1}, at::TensorOptions().device(c.device));
+  }
   c.dtype = o.dtype == "bf16" ? at::kBFloat16 : o.dtype == "fp64" ? at::kDouble : at::kFloat;
   if (o.threads > 0) at::set_num_threads(o.threads);
   const int64_t per = o.layout == "zigzag" ? 2 * c.world : c.world;
