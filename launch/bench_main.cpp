@@ -18,16 +18,24 @@ int main(int argc, char** argv) {
     }
     auto world = ravensp::train::init_world_from_env();
     rank = world ? world->rank() : 0;
-    auto records = bench::run(*opts, world);
-    if (rank == 0) {
+    // Rank 0 rewrites the files after every point: a sweep stopped at a time
+    // limit (long points on a lent GPU) keeps every point it finished.
+    const bool to_files = !opts->out_json.empty() || !opts->out_csv.empty();
+    auto meta_for = [&](const std::vector<bench::Record>& records) {
       const std::string device = records.empty() ? "cpu" : records.front().device;
       const std::string backend = device == "cuda" ? "nccl" : world ? ravensp::comm::backend_name(world->backend()) : "none";
       auto meta = bench::collect_meta(device, backend, world ? world->size() : 1);
       meta.command = opts->command;
+      return meta;
+    };
+    auto write = [&](const std::vector<bench::Record>& records) {
+      if (rank != 0 || !to_files) return;
+      const auto meta = meta_for(records);
       if (!opts->out_json.empty()) bench::write_json(opts->out_json, meta, records);
       if (!opts->out_csv.empty()) bench::write_csv(opts->out_csv, meta, records);
-      if (opts->out_json.empty() && opts->out_csv.empty()) std::cout << bench::document_json(meta, records);
-    }
+    };
+    auto records = bench::run(*opts, world, write);
+    if (rank == 0 && !to_files) std::cout << bench::document_json(meta_for(records), records);
     return 0;
   } catch (const c10::Error& e) {
     std::fprintf(stderr, "ravensp-bench [rank %d]: error: %s\n", rank, e.what_without_backtrace());

@@ -200,7 +200,8 @@ bool is_oom(const std::string& msg) {
 
 }  // namespace
 
-std::vector<Record> run(const Options& o, std::shared_ptr<comm::Communicator> world) {
+std::vector<Record> run(const Options& o, std::shared_ptr<comm::Communicator> world,
+                        const PointCallback& on_point) {
   Context c;
   c.opts = o;
   c.world_comm = world;
@@ -260,6 +261,7 @@ std::vector<Record> run(const Options& o, std::shared_ptr<comm::Communicator> wo
                      what.c_str(), (long long)T, c.world, r.status.c_str(), r.step_ms, r.tokens_per_s_per_rank,
                      r.exposed_comm_ms, r.peak_mem_gb);
       out.push_back(r);
+      if (on_point) on_point(out);
     }
   sp::unregister_group(c.group);
   return out;

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <ctime>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -171,21 +172,36 @@ std::string csv_row(const RunMeta& m, const Record& r) {
   return o;
 }
 
+namespace {
+
+// Writes next to path and renames over it, so a reader (or a run killed at its
+// time limit mid-write) never sees half a file.
+template <typename Fill>
+void write_atomically(const std::string& path, const char* what, Fill&& fill) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    RAVENSP_CHECK(f, "cannot write the ", what, " output ", path, " (opening ", tmp, " failed)");
+    fill(f);
+    f.flush();
+    RAVENSP_CHECK(f.good(), "writing ", tmp, " failed");
+  }
+  RAVENSP_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
+}
+
+}  // namespace
+
 void write_json(const std::string& path, const RunMeta& m, const std::vector<Record>& records) {
-  std::ofstream f(path);
-  RAVENSP_CHECK(f, "cannot write the JSON output ", path);
-  f << document_json(m, records);
-  RAVENSP_CHECK(f.good(), "writing ", path, " failed");
+  write_atomically(path, "JSON", [&](std::ostream& f) { f << document_json(m, records); });
 }
 
 void write_csv(const std::string& path, const RunMeta& m, const std::vector<Record>& records) {
-  std::ofstream f(path);
-  RAVENSP_CHECK(f, "cannot write the CSV output ", path);
-  std::string header;
-  for (const auto& c : csv_columns()) header += (header.empty() ? "" : ",") + c;
-  f << header << "\n";
-  for (const auto& r : records) f << csv_row(m, r) << "\n";
-  RAVENSP_CHECK(f.good(), "writing ", path, " failed");
+  write_atomically(path, "CSV", [&](std::ostream& f) {
+    std::string header;
+    for (const auto& c : csv_columns()) header += (header.empty() ? "" : ",") + c;
+    f << header << "\n";
+    for (const auto& r : records) f << csv_row(m, r) << "\n";
+  });
 }
 
 }  // namespace ravensp::bench

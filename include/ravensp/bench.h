@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -109,7 +110,11 @@ bool valid_what(const std::string& w);
 
 // Runs the sweep on this process's ranks (world may be null: one process). Every
 // rank returns the same records; points that do not fit end as status "oom".
-std::vector<Record> run(const Options& o, std::shared_ptr<comm::Communicator> world);
+// on_point, when given, sees the records so far after every point (rank 0 writes
+// them there, so a sweep stopped at a time limit keeps what it measured).
+using PointCallback = std::function<void(const std::vector<Record>&)>;
+std::vector<Record> run(const Options& o, std::shared_ptr<comm::Communicator> world,
+                        const PointCallback& on_point = {});
 
 
 // ---- the analytic scaling model (csrc/bench/scaling_model.cpp) ---------------

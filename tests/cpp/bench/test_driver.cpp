@@ -1,6 +1,7 @@
 // ravensp-bench's driver end to end on 2 MPI CPU ranks, tiny shapes: every
 // workload records an ok point with consistent bookkeeping on both ranks, and
-// rank 0's JSON and CSV files hold one record per point.
+// rank 0's JSON and CSV files hold one record per point; the per-point callback
+// (which the launcher uses to rewrite its files) sees every point in order.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -23,8 +24,19 @@ TEST(Driver, TwoRanksAllWorkloads) {
   for (auto& a : args) argv.push_back(a.c_str());
   auto o = rb::parse_options(int(argv.size()), argv.data());
   ASSERT_TRUE(o);
-  auto recs = rb::run(*o, world);
+  // The callback sees the records so far after every point, in sweep order.
+  std::vector<size_t> seen;
+  std::vector<std::string> order;
+  auto recs = rb::run(*o, world, [&](const std::vector<rb::Record>& so_far) {
+    seen.push_back(so_far.size());
+    order.push_back(so_far.back().what + "@" + std::to_string(so_far.back().seq_len));
+  });
   ASSERT_EQ(recs.size(), 10u);
+  ASSERT_EQ(seen.size(), 10u);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i], i + 1);
+    EXPECT_EQ(order[i], recs[i].what + "@" + std::to_string(recs[i].seq_len));
+  }
   for (const auto& r : recs) {
     SCOPED_TRACE(r.what + " T=" + std::to_string(r.seq_len));
     EXPECT_EQ(r.status, "ok") << r.error;
@@ -67,6 +79,7 @@ TEST(Driver, TwoRanksAllWorkloads) {
     int lines = 0;
     while (std::getline(cf, line)) ++lines;
     EXPECT_EQ(lines, 11);  // header + 10 records
+    EXPECT_FALSE(std::ifstream(js + ".tmp").good()) << "the temporary file must be renamed over the output";
     std::remove(js.c_str());
     std::remove(cs.c_str());
   }
