@@ -81,6 +81,22 @@ void calibration_table(std::ostream& out, const Calibration& c) {
   }
 }
 
+// The model against the two-GPU measurements it was not fitted to (LASP-2, the
+// Raven layer at today's SP-path cost, which is what ran).
+void two_gpu_table(std::ostream& out, const Calibration& c, const Cluster& cl) {
+  out << "\n### Two-GPU check: hybrid-340M step on two H100s (NVLink), LASP-2\n\n"
+      << "Fixed cost per SP exchange from the measured 2-GPU layer exposure: "
+      << fmt("%.3f", exchange_sync_s(c, cl) * 1e3) << " ms (bandwidth model alone: "
+      << fmt("%.3f", allgather_seconds(cl, lasp2_state_bytes(Shape{}), 2) * 1e3) << " ms per all-gather).\n\n"
+      << "| tokens | measured s | model s | exposed s | model/measured |\n|---:|---:|---:|---:|---:|\n";
+  for (size_t i = 0; i < c.train2_tokens.size(); ++i) {
+    const auto p = predict(hybrid(64), c, cl, Scheme::kLasp2, ComputeMode::kToday, 2, c.train2_tokens[i]);
+    out << "| " << fmt("%.0f", c.train2_tokens[i]) << " | " << fmt("%.2f", c.train2_step_s[i]) << " | "
+        << fmt("%.2f", p.step_s) << " | " << fmt("%.3f", p.exposed_s) << " | "
+        << fmt("%.3f", p.step_s / c.train2_step_s[i]) << " |\n";
+  }
+}
+
 void write_grid(const std::string& path, const Calibration& c, const Cluster& cl) {
   std::ofstream f(path);
   RAVENSP_CHECK(f, "--predict_json: cannot write ", path);
@@ -91,7 +107,9 @@ void write_grid(const std::string& path, const Calibration& c, const Cluster& cl
     << "], \"raven_ms_sp\": [" << c.raven_ms_sp[0] << ", " << c.raven_ms_sp[1] << ", " << c.raven_ms_sp[2]
     << "], \"attn_tflops\": " << c.attn_tflops << ", \"train_step_s\": [" << c.train_step_s[0] << ", "
     << c.train_step_s[1] << ", " << c.train_step_s[2] << "], \"rest_us_per_token\": "
-    << rest_s_per_token(c, hybrid(64)) * 1e6 << ", \"internode_gbps\": " << cl.internode_gbps
+    << rest_s_per_token(c, hybrid(64)) * 1e6 << ", \"lasp2_exposed_ms_2gpu\": ["
+    << c.lasp2_exposed_ms_2gpu[0] << ", " << c.lasp2_exposed_ms_2gpu[1] << ", " << c.lasp2_exposed_ms_2gpu[2]
+    << "], \"exchange_sync_ms\": " << exchange_sync_s(c, cl) * 1e3 << ", \"internode_gbps\": " << cl.internode_gbps
     << "}, \"predictions\": [\n";
   bool first = true;
   const struct { const char* name; Shape s; } shapes[] = {
@@ -123,6 +141,7 @@ void print_predictions(std::ostream& out, const std::string& json_path) {
       << "inter-node " << cl.internode_gbps << " GB/s per GPU (assumed), " << cl.gpus_per_node
       << " GPUs per node\n";
   calibration_table(out, c);
+  two_gpu_table(out, c, cl);
   step_table(out, "hybrid-340M, M=64", hybrid(64), c, cl, ComputeMode::kTarget);
   step_table(out, "hybrid-340M, M=256", hybrid(256), c, cl, ComputeMode::kTarget);
   step_table(out, "hybrid-340M, M=64", hybrid(64), c, cl, ComputeMode::kToday);

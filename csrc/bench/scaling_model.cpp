@@ -122,6 +122,15 @@ double rest_s_per_token(const Calibration& c, const Shape& s) {
   return std::max(0.0, num / den);
 }
 
+double exchange_sync_s(const Calibration& c, const Cluster& cl) {
+  RAVENSP_CHECK(!c.lasp2_exposed_ms_2gpu.empty(), "calibration: lasp2_exposed_ms_2gpu is empty");
+  std::vector<double> v = c.lasp2_exposed_ms_2gpu;
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  // Two exchanges per layer fwd+bwd in the benchmark (no recompute).
+  const double per_exchange = v[v.size() / 2] * 1e-3 / 2;
+  return std::max(0.0, per_exchange - allgather_seconds(cl, lasp2_state_bytes(Shape{}), 2));
+}
+
 const char* scheme_name(Scheme x) {
   switch (x) {
     case Scheme::kLasp2Overlap: return "lasp2_overlap";
@@ -155,12 +164,18 @@ Prediction predict(const Shape& s, const Calibration& c, const Cluster& cl, Sche
   const int nodes = (gpus + cl.gpus_per_node - 1) / cl.gpus_per_node;
 
   double raven_exchange = 0, raven_exposed = 0;
+  if (gpus > 1 && scheme != Scheme::kRing) {
+    // Measured on two GPUs, paid at every exchange whatever the bandwidth.
+    const double sync = (passes_fwd + 1) * exchange_sync_s(c, cl);
+    raven_exchange += sync;
+    raven_exposed += sync;
+  }
   if (gpus > 1) {
     if (scheme == Scheme::kLasp2 || scheme == Scheme::kLasp2Overlap) {
       const double t = allgather_seconds(cl, lasp2_state_bytes(s), gpus);
-      raven_exchange = (passes_fwd + 1) * t;
-      raven_exposed = scheme == Scheme::kLasp2
-                          ? raven_exchange
+      raven_exchange += (passes_fwd + 1) * t;
+      raven_exposed += scheme == Scheme::kLasp2
+                          ? (passes_fwd + 1) * t
                           : passes_fwd * std::max(0.0, t - c.overlap_fraction * pass_fwd_s) +
                                 std::max(0.0, t - c.overlap_fraction * pass_bwd_s);
     } else if (scheme == Scheme::kLasp1) {
@@ -172,7 +187,8 @@ Prediction predict(const Shape& s, const Calibration& c, const Cluster& cl, Sche
       const int hops = s.segments_per_rank == 2 ? 2 * (gpus - 1) : gpus - 1;
       const int cross = multi_node ? s.segments_per_rank * (nodes - 1) : 0;
       const double chain = (hops - cross) * p2p_seconds(cl, bytes, false) + cross * p2p_seconds(cl, bytes, true);
-      raven_exchange = raven_exposed = (passes_fwd + 1) * chain;
+      raven_exchange += (passes_fwd + 1) * chain;
+      raven_exposed += (passes_fwd + 1) * chain;
     } else {
       // Ring passing of q-side inputs for GSA: k, v, s, g blocks in bf16 travel P-1
       // hops each pass (backward: the blocks and their gradients), overlapped with the pass.

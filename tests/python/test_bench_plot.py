@@ -108,6 +108,9 @@ def test_predict_calibration_is_the_measured_json(tmp_path):
     assert cal["raven_tokens"] == [r["tokens_per_gpu"] for r in sp]
     assert cal["raven_ms_local"] == pytest.approx([r["ms_fwd_bwd_without_sp"] for r in sp], rel=1e-6)
     assert cal["raven_ms_sp"] == pytest.approx([r["ms_fwd_bwd"] for r in sp], rel=1e-6)
+    two = [r for r in json.load(open(os.path.join(GPU_DIR, "sp_gsa.json")))["records"]
+           if r["exchange"] == "lasp2" and r.get("gpus", 1) == 2]
+    assert cal["lasp2_exposed_ms_2gpu"] == pytest.approx([r["exposed_comm_ms"] for r in two], rel=1e-6)
 
 
 def test_plot_writes_nonempty_pngs(tmp_path):

@@ -27,6 +27,15 @@ def load(path):
         return json.load(f)
 
 
+def bench_where(docs):
+    """Where the ravensp-bench documents were measured, for the plot titles."""
+    on_gpu = any(r.get("device") == "cuda" for d in docs for r in d.get("records", []))
+    if not on_gpu:
+        return "CPU ranks (tiny MQAR shapes, shared 2-core VM: noisy)"
+    names = {d.get("meta", {}).get("machine", "").split(" x")[0] for d in docs}
+    return f"{' / '.join(sorted(n for n in names if n)) or 'GPUs'} (hybrid-340M shapes, bf16)"
+
+
 def bench_records(docs):
     """ok records of ravensp-bench documents, keyed by (what, world_size)."""
     out = defaultdict(list)
@@ -42,7 +51,7 @@ def bench_records(docs):
 
 
 def gpu_series(gpu_dir):
-    """(label -> [(tokens per GPU, tokens/s, peak GB)]) from the one-GPU JSONs present."""
+    """(label -> [(tokens per GPU, tokens/s, peak GB)]) from the GPU JSONs present."""
     s = defaultdict(list)
     p = os.path.join(gpu_dir, "sp_gsa.json")
     if os.path.exists(p):
@@ -63,10 +72,17 @@ def gpu_series(gpu_dir):
                 s[name].append((r["T"], r["tokens_per_s_fwdbwd"], r["peak_mem_gib_fwdbwd"] * GIB))
     p = os.path.join(gpu_dir, "ring_attention.json")
     if os.path.exists(p):
-        for r in load(p)["results"]:
+        doc = load(p)
+        for r in doc["results"]:
             T = r["tokens_per_gpu"]
             s["ring attention P=1 (H16 D128)"].append((T, r["tokens_per_s_per_gpu"]["ring_p1_zigzag"], None))
             s["cuDNN SDPA (anchor, H16 D128)"].append((T, r["tokens_per_s_per_gpu"]["sdpa_cudnn"], None))
+        multi = doc.get("multi_gpu") or {}
+        for r in multi.get("rows", []):
+            T, P, tps = r["tokens_per_gpu"], multi["gpus"], r["tokens_per_s_per_gpu"]
+            s[f"ring attention P={P} (H16 D128)"].append((T, tps["ring_ravensp"], None))
+            if tps.get("ring_torch_cp"):
+                s[f"torch context_parallel P={P} (anchor)"].append((T, tps["ring_torch_cp"], None))
     for v in s.values():
         v.sort()
     return s
@@ -94,14 +110,14 @@ def _tick_tokens(ax, xs):
     ax.minorticks_off()
 
 
-def plot_throughput(gpu, bench, out):
+def plot_throughput(gpu, bench, out, where):
     fig, axes = plt.subplots(1, 2, figsize=(15, 5))
     ax = axes[0]
     xs = []
     for name, pts in gpu.items():
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if "anchor" not in name else "s--", label=name)
         xs += [p[0] for p in pts]
-    _log_axes(ax, "tokens per GPU", "tokens/s per GPU (fwd+bwd)", "Measured on one H100 (docs/benchmarks/*.json)")
+    _log_axes(ax, "tokens per GPU", "tokens/s per GPU (fwd+bwd)", "Measured on H100s, 1 and 2 GPUs (docs/benchmarks/*.json)")
     if xs:
         _tick_tokens(ax, xs)
     ax.legend(fontsize=7)
@@ -111,8 +127,7 @@ def plot_throughput(gpu, bench, out):
         x = [r["tokens_per_rank"] for r in rs]
         ax.plot(x, [r["tokens_per_s_per_rank"] for r in rs], "o-" if P == 1 else "^--", label=f"{what}, {P} rank(s)")
         xs += x
-    _log_axes(ax, "tokens per rank", "tokens/s per rank",
-              "ravensp-bench on CPU ranks (tiny MQAR shapes, -O0 build, shared 2-core VM)")
+    _log_axes(ax, "tokens per rank", "tokens/s per rank", f"ravensp-bench on {where}")
     if xs:
         _tick_tokens(ax, xs)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -129,7 +144,7 @@ SCHEMES = [("lasp2_overlap", "LASP-2, all-gather overlapped"), ("lasp2", "LASP-2
            ("lasp1", "LASP-1"), ("ring", "ring passing for GSA")]
 
 
-def plot_scaling(pred, bench, out):
+def plot_scaling(pred, bench, out, where):
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))
     shape = "raven-340M-M64"
     ax = axes[0]
@@ -164,7 +179,7 @@ def plot_scaling(pred, bench, out):
     for what in sorted({w for w, _ in bench}):
         one = {r["seq_len"]: r for r in bench.get((what, 1), [])}
         two = bench.get((what, 2), [])
-        # Strong scaling on CPU ranks: the same total sequence on 2 ranks vs 1.
+        # Strong scaling: the same total sequence on 2 ranks vs 1.
         pts = [(r["seq_len"], one[r["seq_len"]]["step_ms"] / (2 * r["step_ms"])) for r in two if r["seq_len"] in one]
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=what)
@@ -172,7 +187,7 @@ def plot_scaling(pred, bench, out):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("total tokens")
     ax.set_ylabel("strong-scaling efficiency, 2 ranks vs 1")
-    ax.set_title("Measured on 2 CPU ranks (shared 2-core VM: noisy)", fontsize=10)
+    ax.set_title(f"Measured strong scaling, 2 ranks vs 1\n{where}", fontsize=10)
     if xs_all := sorted({r["seq_len"] for rs in bench.values() for r in rs}):
         _tick_tokens(ax, xs_all)
     ax.grid(alpha=0.3)
@@ -182,7 +197,7 @@ def plot_scaling(pred, bench, out):
     plt.close(fig)
 
 
-def plot_memory(gpu, bench, out):
+def plot_memory(gpu, bench, out, where):
     fig, axes = plt.subplots(1, 2, figsize=(15, 5))
     ax = axes[0]
     xs = []
@@ -191,7 +206,7 @@ def plot_memory(gpu, bench, out):
         if pts:
             ax.plot([p[0] for p in pts], [p[2] for p in pts], "o-", label=name)
             xs += [p[0] for p in pts]
-    _log_axes(ax, "tokens per GPU", "peak GPU memory (GB)", "One H100: peak allocated during fwd+bwd")
+    _log_axes(ax, "tokens per GPU", "peak GPU memory (GB)", "H100: peak allocated per GPU during fwd+bwd")
     if xs:
         _tick_tokens(ax, xs)
     ax.legend(fontsize=7)
@@ -201,8 +216,11 @@ def plot_memory(gpu, bench, out):
         x = [r["tokens_per_rank"] for r in rs]
         ax.plot(x, [r["peak_mem_gb"] for r in rs], "o-" if P == 1 else "^--", label=f"{what}, {P} rank(s)")
         xs += x
-    _log_axes(ax, "tokens per rank", "peak RSS per rank (GB)", "CPU ranks: peak resident memory of the point")
-    ax.set_yscale("linear")  # 0.4-0.8 GB: a log axis would show no labels
+    gpu_mem = any(r.get("mem_kind", "").startswith("cuda") for rs in bench.values() for r in rs)
+    _log_axes(ax, "tokens per rank", "peak allocated per GPU (GB)" if gpu_mem else "peak RSS per rank (GB)",
+              f"ravensp-bench on {where}: peak memory of the point")
+    if not gpu_mem:
+        ax.set_yscale("linear")  # 0.4-0.8 GB on CPU ranks: a log axis would show no labels
     if xs:
         _tick_tokens(ax, xs)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -211,7 +229,7 @@ def plot_memory(gpu, bench, out):
     plt.close(fig)
 
 
-def plot_comm(pred, bench, out):
+def plot_comm(pred, bench, out, where):
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     ax = axes[0]
     for sh, style in (("raven-340M-M64", "-"), ("hybrid-340M-M64", "--")):
@@ -229,14 +247,21 @@ def plot_comm(pred, bench, out):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
     ax = axes[1]
+    # One colour per workload: solid at 2 ranks, dotted at 1 rank, where the
+    # "exposed" time is what the SP path adds with no peer at all.
+    colours = {}
     for (what, P), rs in sorted(bench.items()):
-        if P > 1:
-            ax.plot([r["seq_len"] for r in rs], [100 * r["comm_share"] for r in rs], "o-", label=f"{what}, {P} ranks")
+        rs = [r for r in rs if r.get("exposed_comm_method")]
+        if not rs or (P == 1 and rs[0]["exposed_comm_method"] != "baseline_difference"):
+            continue
+        c = colours.setdefault(what, f"C{len(colours)}")
+        ax.plot([r["tokens_per_rank"] for r in rs], [100 * r["comm_share"] for r in rs],
+                "o-" if P > 1 else "x:", color=c, label=f"{what}, {P} rank{'s' if P > 1 else ''}")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("total tokens")
-    ax.set_ylabel("exposed communication, % of step")
-    ax.set_title("Measured on 2 CPU ranks (MPI, shared 2-core VM: noisy)", fontsize=10)
-    if xs_all := sorted({r["seq_len"] for (_, P), rs in bench.items() if P > 1 for r in rs}):
+    ax.set_xlabel("tokens per rank")
+    ax.set_ylabel("step minus local baseline (or host time in collectives), % of step")
+    ax.set_title(f"Measured on {where}\n2 ranks minus 1 rank = the exposed exchange", fontsize=10)
+    if xs_all := sorted({r["tokens_per_rank"] for rs in bench.values() for r in rs}):
         _tick_tokens(ax, xs_all)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -254,17 +279,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    bench = bench_records([load(p) for p in args.bench])
+    docs = [load(p) for p in args.bench]
+    bench, where = bench_records(docs), bench_where(docs)
     gpu = gpu_series(args.gpu_dir) if args.gpu_dir else {}
     written = []
     if gpu or bench:
-        plot_throughput(gpu, bench, args.out)
-        plot_memory(gpu, bench, args.out)
+        plot_throughput(gpu, bench, args.out, where)
+        plot_memory(gpu, bench, args.out, where)
         written += ["throughput_vs_seqlen.png", "memory_vs_length.png"]
     if args.predict:
         pred = load(args.predict)
-        plot_scaling(pred, bench, args.out)
-        plot_comm(pred, bench, args.out)
+        plot_scaling(pred, bench, args.out, where)
+        plot_comm(pred, bench, args.out, where)
         written += ["scaling.png", "comm_share.png"]
     for w in written:
         print(os.path.join(args.out, w))

@@ -68,12 +68,12 @@ TEST(ScalingModel, CollectiveTimes) {
 TEST(ScalingModel, CalibrationInterpolatesTheMeasuredLayer) {
   sc::Calibration c;
   sc::Shape s;
-  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 262144, false), 206.812);
-  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 524288, true), 459.835);
-  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 32768, false), 56.445 / 2);  // proportional below
-  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 163840, false), (56.445 + 206.812) / 2);
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 262144, false), 206.807);
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 524288, true), 460.985);
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 32768, false), 57.91 / 2);  // proportional below
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 163840, false), (57.91 + 206.807) / 2);
   s.slots = 256;
-  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 262144, false), 206.812 + c.m256_extra_us_per_token * 262.144);
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 262144, false), 206.807 + c.m256_extra_us_per_token * 262.144);
   s.slots = 128;
   EXPECT_THROW(sc::raven_layer_ms(c, s, 1024, false), ravensp::Error);
   // Attention: 3.5 * 4*T^2*H*D/2 / P at 423 TFLOP/s.
@@ -113,9 +113,32 @@ TEST(ScalingModel, PredictionBookkeeping) {
   // LASP-2 without overlap: per Raven layer 2 forward (recompute) + 1 backward all-gathers.
   s.attn_layers = 0;
   auto p = sc::predict(s, c, cl, sc::Scheme::kLasp2, sc::ComputeMode::kTarget, 8, 262144);
-  EXPECT_DOUBLE_EQ(p.exposed_s, 24 * 3 * sc::allgather_seconds(cl, sc::lasp2_state_bytes(s), 8));
+  const double sync = sc::exchange_sync_s(c, cl);
+  EXPECT_DOUBLE_EQ(p.exposed_s, 24 * 3 * (sync + sc::allgather_seconds(cl, sc::lasp2_state_bytes(s), 8)));
   // LASP-1 zigzag on one node: 2(P-1) serial hops of one segment's state per pass.
   auto q = sc::predict(s, c, cl, sc::Scheme::kLasp1, sc::ComputeMode::kTarget, 8, 262144);
-  EXPECT_DOUBLE_EQ(q.exposed_s, 24 * 3 * 14 * sc::p2p_seconds(cl, sc::lasp2_state_bytes(s) / 2, false));
+  EXPECT_DOUBLE_EQ(q.exposed_s, 24 * 3 * (sync + 14 * sc::p2p_seconds(cl, sc::lasp2_state_bytes(s) / 2, false)));
   EXPECT_THROW(sc::predict(s, c, cl, sc::Scheme::kLasp2, sc::ComputeMode::kTarget, 0, 10), ravensp::Error);
+}
+
+TEST(ScalingModel, ExchangeSyncIsTheMeasuredTwoGpuExposureBeyondBandwidth) {
+  sc::Calibration c;
+  sc::Cluster cl;
+  c.lasp2_exposed_ms_2gpu = {0.9, 0.2, 0.5};  // median 0.5 ms over 2 exchanges per layer
+  const double ag = sc::allgather_seconds(cl, sc::lasp2_state_bytes(sc::Shape{}), 2);
+  EXPECT_DOUBLE_EQ(sc::exchange_sync_s(c, cl), 0.25e-3 - ag);
+  c.lasp2_exposed_ms_2gpu = {0.01, 0.01, 0.01};  // below the bandwidth model: no negative cost
+  EXPECT_EQ(sc::exchange_sync_s(c, cl), 0.0);
+  c.lasp2_exposed_ms_2gpu.clear();
+  EXPECT_THROW(sc::exchange_sync_s(c, cl), ravensp::Error);
+  // Paid once per exchange at P > 1 by every scheme but the (hypothetical) GSA ring.
+  c = sc::Calibration{};
+  sc::Shape s;
+  s.attn_layers = 0;
+  const double sync = sc::exchange_sync_s(c, cl);
+  ASSERT_GT(sync, 0);
+  auto a = sc::predict(s, c, cl, sc::Scheme::kLasp2Overlap, sc::ComputeMode::kTarget, 2, 262144);
+  EXPECT_GE(a.exposed_s, 24 * 3 * sync);
+  auto one = sc::predict(s, c, cl, sc::Scheme::kLasp2, sc::ComputeMode::kTarget, 1, 262144);
+  EXPECT_EQ(one.exposed_s, 0.0);
 }
