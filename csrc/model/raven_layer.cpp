@@ -115,8 +115,11 @@ at::Tensor RavenAttentionImpl::forward(const at::Tensor& x, const ForwardContext
                                    logits.scalar_type());
   }
   auto w = route(logits, cfg_.topk, cfg_.router_score, r_bias);
-  auto g = (f * w).to(q.scalar_type());
-  auto s = (1 - g.exp()).to(q.scalar_type());
+  auto gf = f * w;
+  auto g = gf.to(q.scalar_type());
+  // s = 1 - e^g from the unrounded product: small decays put e^g within a bf16 ulp
+  // of 1, where 1 - exp() of the rounded g cancels (raven.py does the same).
+  auto s = (-at::expm1(gf)).to(q.scalar_type());
   if (G > 1) {
     k = k.repeat_interleave(G, -2);
     v = v.repeat_interleave(G, -2);

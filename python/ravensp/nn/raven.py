@@ -300,8 +300,11 @@ class RavenAttention(nn.Module):
                 self.gumbel_seed, self.gumbel_step, layer_key(self.layer_idx), rows, positions, H, M, logits.dtype
             )
         w = route(logits, self.topk, self.router_score, self.r_bias if self.bias_rmm else None)
-        g = (f * w).to(q.dtype)
-        s = (1 - g.exp()).to(q.dtype)
+        gf = f * w
+        g = gf.to(q.dtype)
+        # s = 1 - e^g from the unrounded product: small decays put e^g within a bf16
+        # ulp of 1, where 1 - exp() of the rounded g cancels to 0 or a wrong digit.
+        s = (-torch.expm1(gf)).to(q.dtype)
         if self.num_kv_groups > 1:
             k = k.repeat_interleave(self.num_kv_groups, dim=-2)
             v = v.repeat_interleave(self.num_kv_groups, dim=-2)
