@@ -112,7 +112,10 @@ TORCH_MODULE(Block);
 // Runs fn(x) without keeping its activations; backward reruns fn under the same
 // grad/autocast state and back-propagates through it (parameters used by fn get
 // their gradients accumulated). LibTorch has no torch.utils.checkpoint.
-at::Tensor checkpointed(std::function<at::Tensor(const at::Tensor&)> fn, const at::Tensor& x);
+// offload: keep x in host memory (pinned when x is on a GPU) instead of where it is;
+// backward copies it back to x's device before rerunning fn.
+at::Tensor checkpointed(std::function<at::Tensor(const at::Tensor&)> fn, const at::Tensor& x,
+                        bool offload = false);
 
 namespace detail {
 

@@ -42,7 +42,8 @@ at::Tensor RavenModelImpl::forward(const at::Tensor& input_ids, const ForwardCon
     if (ctx.checkpoint_blocks && is_training()) {
       // The context is captured by value: backward reruns the block with the
       // same positions, SP group and Gumbel key as the forward.
-      x = checkpointed([block, ctx](const at::Tensor& in) { return block->forward(in, ctx); }, x);
+      x = checkpointed([block, ctx](const at::Tensor& in) { return block->forward(in, ctx); }, x,
+                       ctx.offload_checkpoints);
     } else {
       x = block->forward(x, ctx);
     }

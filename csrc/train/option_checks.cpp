@@ -80,6 +80,9 @@ std::vector<std::string> config_problems(const TrainConfig& c, int world_size) {
   bad(c.beta1 < 0 || c.beta1 >= 1 || c.beta2 < 0 || c.beta2 >= 1, "train.beta1/beta2 must be in [0, 1), got ",
       c.beta1, "/", c.beta2);
   bad(c.loss_chunk < 1, "train.loss_chunk must be >= 1, got ", c.loss_chunk);
+  bad(c.offload_checkpoints && !c.checkpoint_blocks,
+      "train.offload_checkpoints=true needs train.checkpoint_blocks=true (only recomputed blocks "
+      "save a single input that can live in host memory)");
   bad(c.threads < 0, "train.threads must be >= 0, got ", c.threads);
   bad(c.device != "auto" && c.device != "cpu" && c.device != "cuda", "train.device=", c.device,
       " is not supported; supported: auto, cpu, cuda");

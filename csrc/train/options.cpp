@@ -91,6 +91,8 @@ void build(Table& t, TrainConfig& c, Raw& r) {
   t.add("train.grad_clip", &c.grad_clip, "global gradient-norm clip (<= 0: off)");
   t.add("train.precision", &r.precision, "bf16 (autocast, fp32 master) | fp32 | fp64");
   t.add("train.checkpoint_blocks", &c.checkpoint_blocks, "recompute each block in backward");
+  t.add("train.offload_checkpoints", &c.offload_checkpoints,
+        "keep the recomputed blocks' inputs in pinned host memory (needs train.checkpoint_blocks)");
   t.add("train.loss_chunk", &c.loss_chunk, "tokens per cross-entropy chunk");
   t.add("train.device", &c.device, "auto | cpu | cuda");
   t.add("train.threads", &c.threads, "CPU threads per rank (0: torch default)");

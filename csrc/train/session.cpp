@@ -86,6 +86,7 @@ std::unique_ptr<Session> make_session(const TrainConfig& cfg, std::shared_ptr<co
   s->ctx.exchange = cfg.exchange;
   s->ctx.gumbel_seed = static_cast<int64_t>(cfg.seed);
   s->ctx.checkpoint_blocks = cfg.checkpoint_blocks;
+  s->ctx.offload_checkpoints = cfg.offload_checkpoints;
   return s;
 }
 

@@ -81,6 +81,10 @@ struct ForwardContext {
   int64_t gumbel_seed = 0;
   int64_t gumbel_step = 0;
   bool checkpoint_blocks = false;  // recompute each block in backward
+  // With checkpoint_blocks: keep each block's saved input in (pinned) host memory
+  // and copy it back for the recompute. At 512K tokens per GPU the fp32 block inputs
+  // of hybrid-340M are ~51 GB of ~115 (docs/launcher.md).
+  bool offload_checkpoints = false;
 };
 
 // The whole causal LM. forward() returns the final hidden states (after

@@ -43,6 +43,7 @@ struct TrainConfig {
   // compute
   Precision precision = Precision::kBf16;
   bool checkpoint_blocks = false;
+  bool offload_checkpoints = false;  // with checkpoint_blocks: block inputs in host memory
   int64_t loss_chunk = 4096;  // tokens per cross-entropy chunk
   std::string device = "auto";  // auto | cpu | cuda
   int64_t threads = 0;          // CPU intra-op threads; 0: torch's default

@@ -114,7 +114,7 @@ TEST(Model, ParameterNamesFollowFla) {
 }
 
 // Gradients of every parameter and of the input, with and without recompute.
-std::vector<torch::Tensor> grads(bool hybrid, bool checkpoint, int64_t T) {
+std::vector<torch::Tensor> grads(bool hybrid, bool checkpoint, int64_t T, bool offload = false) {
   torch::manual_seed(0);
   ravensp::model::RavenForCausalLM m(tiny(hybrid));
   m->to(torch::kDouble);
@@ -122,6 +122,7 @@ std::vector<torch::Tensor> grads(bool hybrid, bool checkpoint, int64_t T) {
   auto ids = torch::randint(0, 23, {2, T}, torch::kLong);
   auto ctx = context(T);
   ctx.checkpoint_blocks = checkpoint;
+  ctx.offload_checkpoints = offload;
   auto h = m->forward(ids, ctx);
   auto loss = (h * h).sum() + torch::linear(h, m->head_weight()).logsumexp(-1).sum();
   loss.backward();
@@ -142,6 +143,18 @@ TEST(Model, CheckpointedBlocksGiveThePlainGradients) {
             << "tensor " << i << " hybrid " << hybrid << " T " << T;
       }
     }
+  }
+}
+
+// Offloaded checkpoints round-trip through host memory (a copy on CPU, pinned
+// memory on a GPU): the same values and gradients as keeping them in place.
+TEST(Model, OffloadedCheckpointsGiveThePlainGradients) {
+  for (bool hybrid : {false, true}) {
+    auto a = grads(hybrid, false, 80);
+    auto b = grads(hybrid, true, 80, /*offload=*/true);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_LT((a[i] - b[i]).abs().max().item<double>(), 1e-12) << "tensor " << i << " hybrid " << hybrid;
   }
 }
 

@@ -88,6 +88,11 @@ TEST(Options, InconsistentSizesAreRejectedTogether) {
   EXPECT_NE(e.find("data.mqar_pairs=8"), std::string::npos) << e;
   e = error_of({"--model.num_layers=4", "--model.attn_layers=4"});
   EXPECT_NE(e.find("model.attn_layers holds 4"), std::string::npos) << e;
+  e = error_of({"--train.offload_checkpoints=true", "--train.checkpoint_blocks=false"});
+  EXPECT_NE(e.find("train.offload_checkpoints=true needs train.checkpoint_blocks=true"), std::string::npos) << e;
+  auto ok = parse({"--train.offload_checkpoints=true", "--train.checkpoint_blocks=true"});
+  ASSERT_TRUE(ok);
+  EXPECT_TRUE(ok->offload_checkpoints);
 }
 
 TEST(Options, TokenFileSizeIsChecked) {
