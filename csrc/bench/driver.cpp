@@ -230,6 +230,8 @@ std::vector<Record> run(const Options& o, std::shared_ptr<comm::Communicator> wo
   c.comm_seconds = [timed] { return timed->seconds(); };
   c.comm_reset = [timed] { timed->reset(); };
   c.group = sp::register_group(timed);
+  // The host world carries the shape handshakes (sp::set_control_group).
+  if (cuda && world && world->memory() == comm::DeviceType::kCPU) sp::set_control_group(c.group, world);
 
   std::vector<Record> out;
   for (const auto& what : o.what)

@@ -12,6 +12,7 @@ namespace {
 struct Registry {
   std::mutex mu;
   std::unordered_map<int64_t, std::shared_ptr<comm::Communicator>> groups;
+  std::unordered_map<int64_t, std::shared_ptr<comm::Communicator>> controls;
   int64_t next = 1;
 };
 
@@ -47,6 +48,29 @@ void unregister_group(int64_t handle) {
   std::lock_guard<std::mutex> lock(r.mu);
   RAVENSP_CHECK(r.groups.erase(handle) == 1, "unregister_group: handle ", handle,
                 " is not registered");
+  r.controls.erase(handle);
+}
+
+void set_control_group(int64_t handle, std::shared_ptr<comm::Communicator> control) {
+  RAVENSP_CHECK(control != nullptr, "set_control_group: communicator is null");
+  RAVENSP_CHECK(control->memory() == comm::DeviceType::kCPU,
+                "set_control_group: the control communicator must move host memory (MPI or TCP), "
+                "got a ", comm::backend_name(control->backend()), " communicator");
+  auto g = group_ptr(handle);
+  RAVENSP_CHECK(control->size() == g->size() && control->rank() == g->rank(),
+                "set_control_group: the control communicator is rank ", control->rank(), " of ",
+                control->size(), " but SP group ", handle, " is rank ", g->rank(), " of ", g->size());
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.controls[handle] = std::move(control);
+}
+
+comm::Communicator& control_group(int64_t handle) {
+  auto g = group_ptr(handle);
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  auto it = r.controls.find(handle);
+  return it != r.controls.end() ? *it->second : *g;
 }
 
 }  // namespace ravensp::sp

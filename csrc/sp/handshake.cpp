@@ -18,12 +18,14 @@ int64_t checksum(const std::vector<int64_t>& values) {
   return static_cast<int64_t>(h >> 1);
 }
 
-void handshake(comm::Communicator& c, const char* fn, const at::Tensor& like,
+void handshake(comm::Communicator& c, const char* fn, const at::Device& device,
                const std::vector<Field>& fields) {
+  if (c.size() == 1) return;
   const int64_t n = static_cast<int64_t>(fields.size());
   std::vector<int64_t> mine;
   for (const Field& f : fields) mine.push_back(f.second);
-  at::Tensor send = at::tensor(mine, at::kLong).to(like.device());
+  const bool host = c.memory() == comm::DeviceType::kCPU;
+  at::Tensor send = at::tensor(mine, at::kLong).to(host ? at::Device(at::kCPU) : device);
   at::Tensor recv = at::empty({c.size(), n}, send.options());
   c.all_gather(to_buffer(send), to_buffer(recv));
   at::Tensor all = recv.cpu();

@@ -19,8 +19,10 @@ using Field = std::pair<const char*, int64_t>;
 // Order-sensitive checksum of the global document offsets.
 int64_t checksum(const std::vector<int64_t>& values);
 
-// Collective over c; `like` names the device the exchange uses.
-void handshake(comm::Communicator& c, const char* fn, const at::Tensor& like,
+// Collective over c (the group's control communicator, sp::control_group): host
+// tensors when c moves host memory, else tensors on `device`. A one-rank group
+// has no one to disagree with and returns at once.
+void handshake(comm::Communicator& c, const char* fn, const at::Device& device,
                const std::vector<Field>& fields);
 
 }  // namespace ravensp::sp

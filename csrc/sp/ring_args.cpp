@@ -96,7 +96,10 @@ constexpr size_t kNumFields = sizeof(kFields) / sizeof(kFields[0]);
 constexpr size_t kMsgBytes = 512;
 constexpr size_t kRecordBytes = kNumFields * 8 + kMsgBytes;
 
-void handshake(const char* op, const Config& c, const at::Tensor& q, const std::string& err) {
+// Over ctl, the group's control communicator (sp::control_group): host memory
+// when one is set, so the record costs no wait for the GPU.
+void handshake(const char* op, const Config& c, comm::Communicator& ctl, const at::Tensor& q,
+               const std::string& err) {
   int64_t scale_bits;
   std::memcpy(&scale_bits, &c.scale, 8);
   uint64_t hash = 1469598103934665603ull;
@@ -109,13 +112,13 @@ void handshake(const char* op, const Config& c, const at::Tensor& q, const std::
   std::memcpy(rec.data_ptr(), mine.data(), kNumFields * 8);
   std::memcpy(static_cast<char*>(rec.data_ptr()) + kNumFields * 8, err.data(),
               std::min(err.size(), kMsgBytes - 1));
-  const bool cuda = c.comm->memory() == comm::DeviceType::kCUDA;
+  const bool cuda = ctl.memory() == comm::DeviceType::kCUDA;
   const at::Device d = cuda ? (q.is_cuda() ? q.device() : at::Device(at::kCUDA)) : at::kCPU;
   at::Tensor send = rec.to(d), all = at::empty({c.world * int64_t(kRecordBytes)}, send.options());
   void* stream = nullptr;
   if (cuda) stream = c10::impl::VirtualGuardImpl(at::kCUDA).getStream(d).native_handle();
   comm::Device cd{cuda ? comm::DeviceType::kCUDA : comm::DeviceType::kCPU, cuda ? d.index() : 0};
-  c.comm->all_gather(comm::Buffer{send.data_ptr(), kRecordBytes, comm::DType::kUInt8, cd, stream},
+  ctl.all_gather(comm::Buffer{send.data_ptr(), kRecordBytes, comm::DType::kUInt8, cd, stream},
                      comm::Buffer{all.data_ptr(), all.numel() * size_t(1), comm::DType::kUInt8, cd,
                                   stream});
   at::Tensor host = all.cpu();
@@ -157,7 +160,7 @@ Config make_config(const char* op, const at::Tensor& q, const at::Tensor& k, con
   } catch (const std::exception& e) {
     err = e.what();
   }
-  if (c.comm != nullptr && c.world > 1) handshake(op, c, q, err);
+  if (c.comm != nullptr && c.world > 1) handshake(op, c, sp::control_group(group), q, err);
   RAVENSP_CHECK(err.empty(), err);  // no group: the local error as it was
   c.acc_dtype = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   return c;

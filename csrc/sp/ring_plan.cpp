@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "sp/upload.h"
+
 namespace ravensp::sp::ring {
 namespace {
 
@@ -132,8 +134,8 @@ at::Tensor tile_mask(const Config& c, const Tile& t, int64_t r0, int64_t rows,
     hi[r] = kr.hi;
   }
   const auto i64 = at::TensorOptions().dtype(at::kLong);
-  at::Tensor lo_t = at::tensor(lo, i64).to(device).unsqueeze(1);
-  at::Tensor hi_t = at::tensor(hi, i64).to(device).unsqueeze(1);
+  at::Tensor lo_t = upload(lo, device).unsqueeze(1);
+  at::Tensor hi_t = upload(hi, device).unsqueeze(1);
   at::Tensor kpos = at::arange(t.kg, t.kg + t.nk, i64.device(device)).unsqueeze(0);
   return kpos.ge(lo_t).logical_and_(kpos.le(hi_t));
 }

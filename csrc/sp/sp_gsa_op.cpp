@@ -16,6 +16,7 @@
 #include "sp/gsa_plan.h"
 #include "sp/gsa_states.h"
 #include "sp/handshake.h"
+#include "sp/upload.h"
 
 namespace ravensp::sp {
 namespace {
@@ -75,13 +76,13 @@ Call prepare(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
       RAVENSP_CHECK((*t)->sizes().vec() == want, kFn, ": ", name, " must be ", shape_str(want),
                     ", got ", shape_str((*t)->sizes()));
   }
-  handshake(*c.comm, kFn, q,
+  handshake(control_group(group_handle), kFn, q.device(),
             {{"batch", B}, {"local length", L}, {"heads", H}, {"K", K}, {"V", V}, {"M", M},
              {"layout", int64_t(layout)}, {"exchange", int64_t(mode)},
              {"documents", int64_t(cu_host.size())}, {"cu_seqlens checksum", checksum(cu_host)}});
   c.plan = make_gsa_plan(layout, rank, P, B, L, cu_host);
   c.accum = a.accum;
-  c.local_cu = at::tensor(c.plan.local_cu, at::kLong).to(q.device());
+  c.local_cu = upload(c.plan.local_cu, q.device());
   return c;
 }
 

@@ -51,6 +51,12 @@ std::unique_ptr<Session> make_session(const TrainConfig& cfg, std::shared_ptr<co
   if (sp > 1) {
     auto mesh = comm::make_dp_sp_mesh(*s->dev_world, sp);
     s->sp_group = sp::register_group(std::shared_ptr<comm::Communicator>(std::move(mesh.sp)));
+    if (s->device.is_cuda()) {
+      // The host world, split alike, carries the SP ops' shape handshakes: no wait
+      // for the GPU to drain at every layer.
+      auto host_mesh = comm::make_dp_sp_mesh(*s->host, sp);
+      sp::set_control_group(s->sp_group, std::shared_ptr<comm::Communicator>(std::move(host_mesh.sp)));
+    }
   }
 
   torch::manual_seed(cfg.seed);  // identical initial weights on every rank

@@ -59,6 +59,13 @@ int64_t register_group(std::shared_ptr<comm::Communicator> comm);
 comm::Communicator& group(int64_t handle);
 std::shared_ptr<comm::Communicator> group_ptr(int64_t handle);
 void unregister_group(int64_t handle);
+// A host-memory communicator with the same ranks, in the same order, for the SP
+// ops' small control messages (the shape handshake): on an NCCL group they then
+// cost a host round trip instead of two waits for the GPU to drain. Checked to
+// match the group's size and rank.
+void set_control_group(int64_t handle, std::shared_ptr<comm::Communicator> control);
+// The control communicator of a group: the one set, else the group itself.
+comm::Communicator& control_group(int64_t handle);
 
 // SP gated slot attention on this rank's shard (DESIGN.md §4). q, k: [B, L, H, K],
 // v: [B, L, H, V], s, g: [B, L, H, M] where L = local length; cu_seqlens are the

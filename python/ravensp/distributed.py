@@ -137,7 +137,12 @@ def _nccl_over(host: SPGroup, device: torch.device, layout) -> SPGroup:
     buf = torch.frombuffer(bytearray(uid), dtype=torch.uint8).to(torch.int64)
     buf = host.all_gather(buf)[0].to(torch.uint8)
     index = device.index if device.index is not None else torch.cuda.current_device()
-    return SPGroup(_C.group_init_nccl(bytes(buf.tolist()), host.rank, host.size, index), layout)
+    nccl = _C.group_init_nccl(bytes(buf.tolist()), host.rank, host.size, index)
+    # The host group stays on as the NCCL group's control plane (shape handshakes
+    # without waiting for the GPU); the NCCL group's handle now owns it.
+    _C.group_set_control(nccl, host.handle)
+    _C.group_destroy(host.handle)
+    return SPGroup(nccl, layout)
 
 
 def from_torch(process_group=None, layout: Union[str, int] = "zigzag",

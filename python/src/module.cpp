@@ -37,6 +37,9 @@ int64_t keep(std::unique_ptr<Communicator> c) {
 
 }  // namespace
 
+// Whether h has a host control plane of its own (sp::set_control_group).
+static bool has_control(int64_t h) { return &ravensp::sp::control_group(h) != &ravensp::sp::group(h); }
+
 PYBIND11_MODULE(_C, m) {
   namespace comm = ravensp::comm;
   namespace sp = ravensp::sp;
@@ -77,14 +80,31 @@ PYBIND11_MODULE(_C, m) {
     Communicator& c = sp::group(h);
     return py::make_tuple(c.rank(), c.size(), comm::backend_name(c.backend()), c.name());
   });
+  // Splits and meshes of a group with a host control plane split it alike, so the
+  // sub-groups keep theirs (the control split is collective on the same ranks).
   m.def("group_split", [](int64_t h, int color, int key, const std::string& name) -> int64_t {
     auto c = sp::group(h).split(color, key, name);
-    return c ? keep(std::move(c)) : -1;
+    std::shared_ptr<Communicator> ctl;
+    if (has_control(h)) ctl = sp::control_group(h).split(color, key, name + ".control");
+    if (!c) return -1;
+    const int64_t out = keep(std::move(c));
+    if (ctl) sp::set_control_group(out, ctl);
+    return out;
   });
   m.def("group_mesh", [](int64_t world, int sp_size) {
     comm::Mesh mesh = comm::make_dp_sp_mesh(sp::group(world), sp_size);
-    return py::make_tuple(keep(std::move(mesh.dp)), keep(std::move(mesh.sp)));
+    const int64_t dp = keep(std::move(mesh.dp)), sp_h = keep(std::move(mesh.sp));
+    if (has_control(world)) {
+      comm::Mesh ctl = comm::make_dp_sp_mesh(sp::control_group(world), sp_size);
+      sp::set_control_group(dp, std::shared_ptr<Communicator>(std::move(ctl.dp)));
+      sp::set_control_group(sp_h, std::shared_ptr<Communicator>(std::move(ctl.sp)));
+    }
+    return py::make_tuple(dp, sp_h);
   });
+  m.def("group_set_control", [](int64_t h, int64_t control) {
+    sp::set_control_group(h, sp::group_ptr(control));
+  }, "use the host group `control` (same ranks) for group h's control messages");
+  m.def("group_has_control", &has_control);
   m.def("group_set_timeout", [](int64_t h, double s) { sp::group(h).set_timeout(s); });
   m.def("group_barrier", [](int64_t h) {
     py::gil_scoped_release release;

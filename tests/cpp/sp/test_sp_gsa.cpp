@@ -121,6 +121,77 @@ TEST(SpGsa, RanksThatDisagreeFailTogether) {
   EXPECT_NE(msg.find("disagree on local length"), std::string::npos) << msg;
 }
 
+// Forwards to a real communicator and counts the all-gathers it carries.
+class Counting : public comm::Communicator {
+ public:
+  explicit Counting(std::shared_ptr<comm::Communicator> inner)
+      : comm::Communicator(inner->name() + "+counting"), inner_(std::move(inner)) {}
+  int rank() const override { return inner_->rank(); }
+  int size() const override { return inner_->size(); }
+  comm::Backend backend() const override { return inner_->backend(); }
+  comm::DeviceType memory() const override { return inner_->memory(); }
+  int all_gathers = 0;
+
+ protected:
+  void all_gather_impl(const comm::Buffer& s, const comm::Buffer& r) override {
+    ++all_gathers;
+    inner_->all_gather(s, r);
+  }
+  void all_reduce_impl(const comm::Buffer& s, const comm::Buffer& r, comm::ReduceOp op) override {
+    inner_->all_reduce(s, r, op);
+  }
+  void broadcast_impl(const comm::Buffer& b, int root) override { inner_->broadcast(b, root); }
+  void send_recv_impl(const std::vector<comm::P2POp>& ops) override { inner_->send_recv(ops); }
+  void barrier_impl() override { inner_->barrier(); }
+  std::unique_ptr<comm::Communicator> split_impl(int color, int key, const std::string& name) override {
+    return inner_->split(color, key, name);
+  }
+
+ private:
+  std::shared_ptr<comm::Communicator> inner_;
+};
+
+// With a control group set, the shape handshake travels there and the group
+// itself carries only the state exchange (one all-gather for a LASP-2 forward);
+// a one-rank group skips the handshake; a control of the wrong size is refused.
+TEST(SpGsa, ControlGroupCarriesTheHandshake) {
+  auto data = std::make_shared<Counting>(std::shared_ptr<comm::Communicator>(comm::init_mpi_world()));
+  auto ctl = std::make_shared<Counting>(std::shared_ptr<comm::Communicator>(comm::init_mpi_world()));
+  const int64_t h = register_group(data);
+  EXPECT_EQ(&control_group(h), data.get());  // none set: the group itself
+  set_control_group(h, ctl);
+  EXPECT_EQ(&control_group(h), ctl.get());
+  const int P = data->size();
+  auto x = make_global(1, 8 * P, 1, 2, 2, 3);
+  auto sh = [&](const torch::Tensor& t) { return shard(t, 1, Layout::kZigzag, data->rank(), P); };
+  auto o = sp_gsa(sh(x.q), sh(x.k), sh(x.v), sh(x.s), sh(x.g), 0.5, {}, {}, {}, h, Layout::kZigzag);
+  EXPECT_EQ(ctl->all_gathers, 1);
+  EXPECT_EQ(data->all_gathers, 1);
+  // The same result as through the world group, whose handshake shares its exchange.
+  auto want = sp_gsa(sh(x.q), sh(x.k), sh(x.v), sh(x.s), sh(x.g), 0.5, {}, {}, {}, world_group(), Layout::kZigzag);
+  EXPECT_TRUE(torch::equal(o, want));
+  // A mismatch is still caught, on the control plane.
+  const int64_t L = data->rank() == P - 1 ? 6 : 8;
+  auto t = torch::randn({1, L, 1, 2}, torch::kDouble);
+  auto msg = error_of([&] { sp_gsa(t, t, t, t, -t.abs(), 1.0, {}, {}, {}, h, Layout::kContiguous); });
+  EXPECT_NE(msg.find("disagree on local length"), std::string::npos) << msg;
+  EXPECT_EQ(ctl->all_gathers, 2);
+  EXPECT_EQ(data->all_gathers, 1);
+  // One rank alone: nothing to agree on, no handshake; the state exchange alone.
+  auto alone = std::make_shared<Counting>(std::shared_ptr<comm::Communicator>(
+      data->split(data->rank(), 0, "alone")));
+  const int64_t h1 = register_group(alone);
+  sp_gsa(x.q, x.k, x.v, x.s, x.g, 0.5, {}, {}, {}, h1, Layout::kContiguous);
+  EXPECT_EQ(alone->all_gathers, 1);
+  // A control group must have the group's ranks.
+  msg = error_of([&] { set_control_group(h1, ctl); });
+  if (P > 1) {
+    EXPECT_NE(msg.find("the control communicator is rank"), std::string::npos) << msg;
+  }
+  unregister_group(h1);
+  unregister_group(h);
+}
+
 TEST(SpGsa, BadLocalInputsNameTheArgument) {
   auto t = torch::randn({1, 7, 1, 2}, torch::kDouble);
   auto msg = error_of([&] { sp_gsa(t, t, t, t, -t.abs(), 1.0, {}, {}, {}, world_group(), Layout::kZigzag); });

@@ -25,9 +25,7 @@ def run(layout: str, exchange: str, packed: bool, cfg: dict) -> None:
         # mpirun gives an MPI group; a torchrun-style environment (RANK, WORLD_SIZE,
         # MASTER_ADDR, MASTER_PORT) the TCP host backend.
         run.world = rd.init_from_env(layout)
-    group = run.world
-    run.world = group
-    group = rd.SPGroup(group.handle, layout)
+    group = rd.SPGroup(run.world.handle, layout)
     P, r = group.size, group.rank
     torch.manual_seed(0)
     per_rank = 10 if layout == "zigzag" else 9
@@ -72,6 +70,17 @@ def main() -> int:
             for packed in (False, True):
                 run(layout, exchange, packed, cfgs[packed])
     g = run.world
+    if g.size > 1 and rd._C.launch_env()[0] == "mpi":
+        # A group with a host control plane (what NCCL groups get): the layer still
+        # matches, and splits into a mesh keep a control plane of their own.
+        data = rd.SPGroup(rd._C.group_init_mpi(), "zigzag")
+        rd._C.group_set_control(data.handle, rd._C.group_init_mpi())
+        assert rd._C.group_has_control(data.handle)
+        run.world = data
+        run("zigzag", "lasp2", True, cfgs[1])
+        mesh = rd.init_mesh(data, g.size)
+        assert rd._C.group_has_control(mesh.sp.handle) and rd._C.group_has_control(mesh.dp.handle)
+        run.world = g
     print(f"rank {g.rank}/{g.size}: all SP RavenAttention checks passed", flush=True)
     return 0
 
