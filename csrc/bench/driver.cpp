@@ -13,7 +13,8 @@
 #include "ravensp/bench.h"
 #include "ravensp/model.h"
 #include "ravensp/sp.h"
-#include "timed_comm.h"
+#include "ravensp/timed_comm.h"
+#include "single_rank.h"
 #include "workloads.h"
 
 #if __has_include(<c10/cuda/CUDACachingAllocator.h>)
@@ -225,7 +226,7 @@ std::vector<Record> run(const Options& o, std::shared_ptr<comm::Communicator> wo
   std::shared_ptr<comm::Communicator> base = world;
   if (!base) base = single_rank_host();
   if (cuda) base = comm::init_nccl(*base, c.device.index());
-  auto timed = std::make_shared<TimedComm>(base);
+  auto timed = std::make_shared<comm::TimedCommunicator>(base);
   c.sp_comm = timed;
   c.comm_seconds = [timed] { return timed->seconds(); };
   c.comm_reset = [timed] { timed->reset(); };

@@ -1,64 +1,11 @@
-// TimedCommunicator, tensor buffers, the gradient all-reduce and the launch
-// environment's world communicator (see dist.h, train.h).
+// Tensor buffers, the gradient all-reduce and the launch environment's world
+// communicator (see dist.h, train.h).
 #include "train/dist.h"
-
-#include <chrono>
 
 #include "ravensp/train.h"
 #include "sp/comm_tensor.h"
 
 namespace ravensp::train {
-namespace {
-
-struct Timer {
-  explicit Timer(std::atomic<int64_t>& ns) : ns(ns), t0(std::chrono::steady_clock::now()) {}
-  ~Timer() {
-    ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
-              .count();
-  }
-  std::atomic<int64_t>& ns;
-  std::chrono::steady_clock::time_point t0;
-};
-
-}  // namespace
-
-TimedCommunicator::TimedCommunicator(std::shared_ptr<comm::Communicator> inner,
-                                     std::shared_ptr<std::atomic<int64_t>> ns)
-    : comm::Communicator(inner->name()), inner_(std::move(inner)), ns_(std::move(ns)) {
-  set_timeout(inner_->timeout_s());
-}
-
-void TimedCommunicator::synchronize() {
-  Timer t(*ns_);
-  inner_->synchronize();
-}
-void TimedCommunicator::all_gather_impl(const comm::Buffer& s, const comm::Buffer& r) {
-  Timer t(*ns_);
-  inner_->all_gather(s, r);
-}
-void TimedCommunicator::all_reduce_impl(const comm::Buffer& s, const comm::Buffer& r,
-                                        comm::ReduceOp op) {
-  Timer t(*ns_);
-  inner_->all_reduce(s, r, op);
-}
-void TimedCommunicator::broadcast_impl(const comm::Buffer& b, int root) {
-  Timer t(*ns_);
-  inner_->broadcast(b, root);
-}
-void TimedCommunicator::send_recv_impl(const std::vector<comm::P2POp>& ops) {
-  Timer t(*ns_);
-  inner_->send_recv(ops);
-}
-void TimedCommunicator::barrier_impl() {
-  Timer t(*ns_);
-  inner_->barrier();
-}
-std::unique_ptr<comm::Communicator> TimedCommunicator::split_impl(int color, int key,
-                                                                  const std::string& name) {
-  auto sub = inner_->split(color, key, name);
-  if (!sub) return nullptr;
-  return std::make_unique<TimedCommunicator>(std::shared_ptr<comm::Communicator>(std::move(sub)), ns_);
-}
 
 comm::Buffer tensor_buffer(const at::Tensor& t) { return sp::to_buffer(t); }
 
