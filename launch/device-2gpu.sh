@@ -8,6 +8,9 @@
 #   train  hybrid-340M launcher steps on 2 GPUs, 512K then 1M tokens
 #   bench  ravensp-bench sweeps on 1 and 2 GPUs (configs/bench-h100.cfg)
 # Usage: launch/device-2gpu.sh [steps...]   (default: all, in that order)
+# Knobs: RAVENSP_CONTEXTS (train lengths, default "524288 1048576"), RAVENSP_TRAIN_ARGS
+# (extra ravensp-train options, e.g. --train.offload_checkpoints=true),
+# RAVENSP_BENCH_LIMIT (seconds per ravensp-bench sweep), RAVENSP_DEADLINE_S.
 # Each step has its own time limit and log; a failed step is reported and the
 # next one still runs. The device returns at most 8 files, so the logs and JSONs
 # travel as $OUT/logs.tgz, with $OUT/summary.txt beside it. The build stays in build/device2 (ignored), so a
@@ -71,7 +74,8 @@ for s in "${steps[@]}"; do
         --data.kind=text --data.path=/tmp/bytes.bin --data.seq_len="$T" --data.micro_batch=1 \
         --train.grad_accum=1 --train.steps=3 --train.warmup_steps=1 --parallel.sp_size=2 \
         --parallel.layout=zigzag --parallel.exchange=lasp2 --output.dir=/tmp/hybrid-$T \
-        --output.resume=none --output.save_final=false --output.progress=off --output.json_stdout=true
+        --output.resume=none --output.save_final=false --output.progress=off --output.json_stdout=true \
+        ${RAVENSP_TRAIN_ARGS:-}
     done ;;
   bench)
     mkdir -p "$OUT/bench"
