@@ -10,7 +10,8 @@
 # Usage: launch/device-2gpu.sh [steps...]   (default: all, in that order)
 # Knobs: RAVENSP_CONTEXTS (train lengths, default "524288 1048576"), RAVENSP_TRAIN_ARGS
 # (extra ravensp-train options, e.g. --train.offload_checkpoints=true),
-# RAVENSP_BENCH_LIMIT (seconds per ravensp-bench sweep), RAVENSP_DEADLINE_S.
+# RAVENSP_TRAIN_LIMIT, RAVENSP_BENCH_LIMIT (seconds per launcher run, per bench sweep),
+# RAVENSP_DEADLINE_S.
 # Each step has its own time limit and log; a failed step is reported and the
 # next one still runs. The device returns at most 8 files, so the logs and JSONs
 # travel as $OUT/logs.tgz, with $OUT/summary.txt beside it. The build stays in build/device2 (ignored), so a
@@ -70,7 +71,7 @@ for s in "${steps[@]}"; do
     # At 1M tokens the allocator's fragmentation decides whether a step fits.
     export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
     for T in ${RAVENSP_CONTEXTS:-524288 1048576}; do
-      step "train-$T" 150 "${MPI[@]}" "$RAVENSP_BUILD/bin/ravensp-train" --config configs/hybrid-340m.cfg \
+      step "train-$T" "${RAVENSP_TRAIN_LIMIT:-150}" "${MPI[@]}" "$RAVENSP_BUILD/bin/ravensp-train" --config configs/hybrid-340m.cfg \
         --data.kind=text --data.path=/tmp/bytes.bin --data.seq_len="$T" --data.micro_batch=1 \
         --train.grad_accum=1 --train.steps=3 --train.warmup_steps=1 --parallel.sp_size=2 \
         --parallel.layout=zigzag --parallel.exchange=lasp2 --output.dir=/tmp/hybrid-$T \
