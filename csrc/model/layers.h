@@ -58,6 +58,7 @@ class RavenAttentionImpl : public torch::nn::Module {
 
  private:
   at::Tensor decay(const at::Tensor& x);  // [B, L, H, 1] or [B, L, H, M], <= 0
+  at::Tensor router_logits(const at::Tensor& x);  // [B, L, H * M]; see ModelConfig::router_fp32
   ModelConfig cfg_;
   int64_t layer_idx_;
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, a_proj{nullptr},

@@ -1,6 +1,8 @@
 // The Raven layer in C++ (DESIGN.md §2): the forward of python/ravensp/nn/raven.py
 // for training (no cache, no padding mask), with the GSA core through ops::gsa_*
 // on one rank and sp::sp_gsa when the sequence is split over an SP group.
+#include <ATen/autocast_mode.h>
+
 #include <cmath>
 
 #include "model/layers.h"
@@ -82,6 +84,20 @@ at::Tensor RavenAttentionImpl::decay(const at::Tensor& x) {
   return f.repeat_interleave(cfg_.num_heads / cfg_.kv_heads(), -2);
 }
 
+at::Tensor RavenAttentionImpl::router_logits(const at::Tensor& x) {
+  auto run = [&](const at::Tensor& in) { return r_mlp ? r_mlp->forward(in) : r_lin(in); };
+  const auto dev = x.device().type();
+  if (!cfg_.router_fp32 || !at::autocast::is_autocast_enabled(dev)) return run(x);
+  // Autocast off for the router only, restored even if it throws (as raven.py does).
+  struct AutocastOff {
+    at::DeviceType dev;
+    ~AutocastOff() { at::autocast::set_autocast_enabled(dev, true); }
+  } off{dev};
+  at::autocast::set_autocast_enabled(dev, false);
+  const auto dtype = (r_mlp ? r_mlp->parameters().front() : r_lin->weight).scalar_type();
+  return run(x.to(dtype));
+}
+
 at::Tensor RavenAttentionImpl::forward(const at::Tensor& x, const ForwardContext& ctx) {
   const int64_t B = x.size(0), L = x.size(1);
   const int64_t H = cfg_.num_heads, Hkv = cfg_.kv_heads(), M = cfg_.slots();
@@ -91,7 +107,7 @@ at::Tensor RavenAttentionImpl::forward(const at::Tensor& x, const ForwardContext
   auto q = q_proj(x).unflatten(-1, {H, K});
   auto k = k_proj(x).unflatten(-1, {Hkv, K});
   auto v = v_proj(x).unflatten(-1, {Hkv, V});
-  auto logits = (r_mlp ? r_mlp->forward(x) : r_lin(x)).unflatten(-1, {H, M});
+  auto logits = router_logits(x).unflatten(-1, {H, M});
   auto f = decay(x);
 
   q = q_norm(feature(cfg_.feature_map, q, t2r));

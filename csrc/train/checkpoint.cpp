@@ -51,6 +51,7 @@ c10::impl::GenericDict model_config_dict(const model::ModelConfig& m) {
   d.insert(std::string("router_type"), m.router_type);
   d.insert(std::string("bias_rmm"), m.bias_rmm);
   d.insert(std::string("add_gumbel_noise"), m.add_gumbel_noise);
+  d.insert(std::string("router_fp32"), m.router_fp32);
   d.insert(std::string("use_output_gate"), m.use_output_gate);
   d.insert(std::string("use_rope"), m.use_rope);
   d.insert(std::string("gate_logit_normalizer"), m.gate_logit_normalizer);

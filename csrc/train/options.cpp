@@ -59,6 +59,7 @@ void build(Table& t, TrainConfig& c, Raw& r) {
   t.add("model.router_type", &m.router_type, "lin | mlp");
   t.add("model.bias_rmm", &m.bias_rmm, "learned router selection bias r_bias");
   t.add("model.add_gumbel_noise", &m.add_gumbel_noise, "Gumbel noise on router logits in training");
+  t.add("model.router_fp32", &m.router_fp32, "router logits in fp32 under bf16 autocast");
   t.add("model.use_output_gate", &m.use_output_gate, "o_gate_proj + gated o_norm instead of g_norm");
   t.add("model.use_rope", &m.use_rope, "RoPE on Raven q, k");
   t.add("model.gate_logit_normalizer", &m.gate_logit_normalizer, "GLA decay divisor");

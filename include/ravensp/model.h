@@ -36,6 +36,9 @@ struct ModelConfig {
   std::string router_type = "lin";  // lin | mlp
   bool bias_rmm = false;
   bool add_gumbel_noise = true;
+  // Under autocast, router logits in the router's parameter dtype (fp32), not bf16:
+  // bf16 logits flip top-k choices that then carry through the slot state.
+  bool router_fp32 = true;
   bool use_output_gate = false;
   bool use_rope = false;
   int64_t gate_logit_normalizer = 8;

@@ -47,6 +47,7 @@ def raven_attention_kwargs(model_config: Dict[str, Any], layer: int) -> Dict[str
             "decay_type", "feature_map", "router_score", "router_type", "bias_rmm", "add_gumbel_noise",
             "use_output_gate", "use_rope", "gate_logit_normalizer", "norm_eps")
     kw = {k: model_config[k] for k in keys}
+    kw["router_fp32"] = bool(model_config.get("router_fp32", True))  # absent before it existed
     scale = model_config["scale"]
     kw["scale"] = None if scale <= 0 else scale
     kw["layer_idx"] = layer

@@ -492,6 +492,33 @@ def test_eval_has_no_noise_training_is_seeded():
     assert torch.equal(layer(x)[0], e1)
 
 
+@pytest.mark.parametrize("router_type", ["lin", "mlp"])
+def test_router_logits_stay_fp32_under_autocast(router_type, monkeypatch):
+    """router_fp32 (default): bf16 autocast leaves the router's logits in fp32, which
+    keeps top-k choices as fp32 makes them; router_fp32=False: the public layer's bf16."""
+    seen = []
+    real = raven_module.route
+
+    def spy(logits, *a, **k):
+        seen.append(logits.dtype)
+        return real(logits, *a, **k)
+
+    monkeypatch.setattr(raven_module, "route", spy)
+    torch.manual_seed(0)
+    x = torch.randn(1, 80, BASE["hidden_size"])
+    for fp32, want in ((True, torch.float32), (False, torch.bfloat16)):
+        layer = RavenAttention(**BASE, router_type=router_type, router_fp32=fp32).train()
+        with torch.autocast("cpu", torch.bfloat16):
+            out = layer(x)[0]
+        assert seen[-1] == want, (fp32, seen)
+        out.float().sum().backward()  # gradients flow through the fp32 router
+        assert layer.r_proj.parameters().__next__().grad.abs().sum() > 0
+    # fp64 layers are untouched: logits stay fp64.
+    layer = RavenAttention(**BASE).double()
+    layer(x.double())
+    assert seen[-1] == torch.float64
+
+
 # --------------------------------------------------------------------------- (d) bad inputs
 
 

@@ -56,7 +56,13 @@ class RavenAttention(nn.Module):
     tokens (the public layer offsets packed tokens by the padding, which rotates
     them to negative positions); modes and enumerations are checked at
     construction. Where public code computes in `.float()`, this computes in at
-    least float32, so float64 stays float64.
+    least float32, so float64 stays float64. Under autocast the router logits are
+    computed in the router's parameter dtype (router_fp32=True, the default), as MoE
+    routers usually are: with bf16 logits about 4% of (token, head) top-k choices
+    flip against fp64 and each flip carries through the slot state; a 2048-token
+    test layer's bf16 output error against fp64 falls from 0.71 to 0.019 (max) and
+    0.012 to 0.002 (mean) with fp32 logits. router_fp32=False keeps the public
+    layer's bf16 logits.
 
     Gumbel noise is counter-based (ravensp.nn.gumbel): keyed by gumbel_seed and
     gumbel_step (attributes the trainer sets), layer_idx, and each token's row and
@@ -89,6 +95,7 @@ class RavenAttention(nn.Module):
         use_rope: bool = False,
         sp_group: Optional[Any] = None,
         sp_exchange: str = "lasp2",
+        router_fp32: bool = True,
         **kwargs,
     ):
         super().__init__()
@@ -132,6 +139,7 @@ class RavenAttention(nn.Module):
         self.add_gumbel_noise = add_gumbel_noise
         self.router_score = router_score
         self.router_type = router_type
+        self.router_fp32 = router_fp32
         self.layer_idx = layer_idx
         self.gumbel_seed = 0
         self.gumbel_step = 0
@@ -288,7 +296,7 @@ class RavenAttention(nn.Module):
         q = self.q_proj(x).unflatten(-1, (H, self.head_k_dim))
         k = self.k_proj(x).unflatten(-1, (Hkv, self.head_k_dim))
         v = self.v_proj(x).unflatten(-1, (Hkv, self.head_v_dim))
-        logits = self.r_proj(x).unflatten(-1, (H, M))
+        logits = self._router_logits(x).unflatten(-1, (H, M))
         f = self._decay(x)
         q, k = self.feature_map(q), self.feature_map(k)
         q, k = self.q_norm(q), self.k_norm(k)
@@ -309,6 +317,13 @@ class RavenAttention(nn.Module):
             k = k.repeat_interleave(self.num_kv_groups, dim=-2)
             v = v.repeat_interleave(self.num_kv_groups, dim=-2)
         return q, k, v, s, g
+
+    def _router_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """r_proj(x); under autocast with router_fp32, in the router's own dtype."""
+        if not (self.router_fp32 and torch.is_autocast_enabled(x.device.type)):
+            return self.r_proj(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return self.r_proj(x.to(next(self.r_proj.parameters()).dtype))
 
     def _output(self, o, x):
         """silu, then g_norm (or o_norm gated by o_gate_proj), then o_proj."""

@@ -1,6 +1,7 @@
 // The model room's tests: Gumbel noise bit-equal to python/ravensp/nn/gumbel.py,
 // checkpoint parameter names, checkpointed blocks giving the plain gradients,
 // causality of the whole LM (Raven and hybrid), and configuration errors.
+#include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -156,6 +157,29 @@ TEST(Model, OffloadedCheckpointsGiveThePlainGradients) {
     for (size_t i = 0; i < a.size(); ++i)
       EXPECT_LT((a[i] - b[i]).abs().max().item<double>(), 1e-12) << "tensor " << i << " hybrid " << hybrid;
   }
+}
+
+// model.router_fp32: under bf16 autocast the router runs in fp32, so the output
+// differs from the bf16-router model; without autocast the option changes nothing.
+TEST(Model, RouterFp32AppliesUnderAutocastOnly) {
+  auto out = [](bool router_fp32, bool autocast) {
+    torch::manual_seed(3);
+    auto cfg = tiny(false);
+    cfg.hidden_size = 64;
+    cfg.router_fp32 = router_fp32;
+    ravensp::model::RavenForCausalLM m(cfg);
+    m->train();
+    auto ids = torch::randint(0, 23, {2, 80}, torch::kLong);
+    torch::NoGradGuard no_grad;
+    at::autocast::set_autocast_enabled(at::kCPU, autocast);
+    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
+    auto h = m->forward(ids, context(80)).to(torch::kFloat);
+    at::autocast::set_autocast_enabled(at::kCPU, false);
+    EXPECT_FALSE(at::autocast::is_autocast_enabled(at::kCPU));
+    return h;
+  };
+  EXPECT_TRUE(torch::equal(out(true, false), out(false, false)));
+  EXPECT_GT((out(true, true) - out(false, true)).abs().max().item<double>(), 0.0);
 }
 
 TEST(Model, OutputsAreCausal) {
