@@ -18,6 +18,18 @@ at::Tensor suffix_log_decay(const at::Tensor& g) {
   return cumsum_tokens(g.flip(0)).flip(0) - g;
 }
 
+// grad += term, summed in term's (fp32) precision and rounded to grad's dtype once:
+// adding a rounded term to a bf16 gradient rounds twice, and the decay parameters'
+// gradients (sums over every token of dg) pick that up as a bias-free but larger
+// error than the unsharded path's.
+void add_rounded_once(at::Tensor& grad, const at::Tensor& term) {
+  if (grad.scalar_type() == term.scalar_type()) {
+    grad.add_(term);
+  } else {
+    grad.copy_(grad.to(term.scalar_type()).add_(term));
+  }
+}
+
 }  // namespace
 
 std::pair<at::Tensor, at::Tensor> piece_end_states(const at::Tensor& k, const at::Tensor& v,
@@ -37,11 +49,11 @@ void add_final_state_grads(const at::Tensor& k, const at::Tensor& v, const at::T
   at::Tensor ka = k.to(acc), va = v.to(acc), sa = s.to(acc), ga = g.to(acc);
   at::Tensor e = suffix_log_decay(ga).exp();  // [T, H, M]
   at::Tensor w = sa * e;
-  dk.add_(at::einsum("hkm,thm->thk", {dHk, w}).to(dk.scalar_type()));
-  dv.add_(at::einsum("thm,hmv->thv", {w, dHv}).to(dv.scalar_type()));
+  add_rounded_once(dk, at::einsum("hkm,thm->thk", {dHk, w}));
+  add_rounded_once(dv, at::einsum("thm,hmv->thv", {w, dHv}));
   at::Tensor ds_corr =
       e * (at::einsum("hkm,thk->thm", {dHk, ka}) + at::einsum("hmv,thv->thm", {dHv, va}));
-  ds.add_(ds_corr.to(ds.scalar_type()));
+  add_rounded_once(ds, ds_corr);
   // dg_j = C0 + sum_{i < j} s_i ds_corr_i, C0 from the initial state's decay.
   at::Tensor c = sa * ds_corr;
   at::Tensor dgc = cumsum_tokens(c) - c;
@@ -52,7 +64,7 @@ void add_final_state_grads(const at::Tensor& k, const at::Tensor& v, const at::T
     if (h0v.defined()) c0 = c0 + (h0v.to(acc) * dHv).sum(2) * decay;
     dgc = dgc + c0.unsqueeze(0);
   }
-  dg.add_(dgc.to(dg.scalar_type()));
+  add_rounded_once(dg, dgc);
 }
 
 }  // namespace ravensp::sp
