@@ -110,27 +110,41 @@ def _tick_tokens(ax, xs):
     ax.minorticks_off()
 
 
-def plot_throughput(gpu, bench, out, where):
-    fig, axes = plt.subplots(1, 2, figsize=(15, 5))
-    ax = axes[0]
+def _gpu_panel(ax, gpu, column, ylabel, title):
+    """One line per GPU series (anchors dashed): tokens per GPU against `column` of
+    its (tokens, tokens/s, peak GB) points, skipping points without it."""
     xs = []
     for name, pts in gpu.items():
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-" if "anchor" not in name else "s--", label=name)
-        xs += [p[0] for p in pts]
-    _log_axes(ax, "tokens per GPU", "tokens/s per GPU (fwd+bwd)", "Measured on H100s, 1 and 2 GPUs (docs/benchmarks/*.json)")
+        pts = [p for p in pts if p[column] is not None]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[column] for p in pts], "s--" if "anchor" in name else "o-",
+                    label=name)
+            xs += [p[0] for p in pts]
+    _log_axes(ax, "tokens per GPU", ylabel, title)
     if xs:
         _tick_tokens(ax, xs)
     ax.legend(fontsize=7)
-    ax = axes[1]
+
+
+def _bench_panel(ax, bench, field, ylabel, title):
+    """One line per (workload, ranks) of the ravensp-bench records: tokens per rank
+    against `field`, one rank solid, several dashed."""
     xs = []
     for (what, P), rs in sorted(bench.items()):
         x = [r["tokens_per_rank"] for r in rs]
-        ax.plot(x, [r["tokens_per_s_per_rank"] for r in rs], "o-" if P == 1 else "^--", label=f"{what}, {P} rank(s)")
+        ax.plot(x, [r[field] for r in rs], "o-" if P == 1 else "^--", label=f"{what}, {P} rank(s)")
         xs += x
-    _log_axes(ax, "tokens per rank", "tokens/s per rank", f"ravensp-bench on {where}")
+    _log_axes(ax, "tokens per rank", ylabel, title)
     if xs:
         _tick_tokens(ax, xs)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+
+
+def plot_throughput(gpu, bench, out, where):
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5))
+    _gpu_panel(axes[0], gpu, 1, "tokens/s per GPU (fwd+bwd)",
+               "Measured on H100s, 1 and 2 GPUs (docs/benchmarks/*.json)")
+    _bench_panel(axes[1], bench, "tokens_per_s_per_rank", "tokens/s per rank", f"ravensp-bench on {where}")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "throughput_vs_seqlen.png"), dpi=110)
     plt.close(fig)
@@ -199,31 +213,13 @@ def plot_scaling(pred, bench, out, where):
 
 def plot_memory(gpu, bench, out, where):
     fig, axes = plt.subplots(1, 2, figsize=(15, 5))
-    ax = axes[0]
-    xs = []
-    for name, pts in gpu.items():
-        pts = [p for p in pts if p[2] is not None]
-        if pts:
-            ax.plot([p[0] for p in pts], [p[2] for p in pts], "o-", label=name)
-            xs += [p[0] for p in pts]
-    _log_axes(ax, "tokens per GPU", "peak GPU memory (GB)", "H100: peak allocated per GPU during fwd+bwd")
-    if xs:
-        _tick_tokens(ax, xs)
-    ax.legend(fontsize=7)
-    ax = axes[1]
-    xs = []
-    for (what, P), rs in sorted(bench.items()):
-        x = [r["tokens_per_rank"] for r in rs]
-        ax.plot(x, [r["peak_mem_gb"] for r in rs], "o-" if P == 1 else "^--", label=f"{what}, {P} rank(s)")
-        xs += x
+    _gpu_panel(axes[0], gpu, 2, "peak GPU memory (GB)", "H100: peak allocated per GPU during fwd+bwd")
     gpu_mem = any(r.get("mem_kind", "").startswith("cuda") for rs in bench.values() for r in rs)
-    _log_axes(ax, "tokens per rank", "peak allocated per GPU (GB)" if gpu_mem else "peak RSS per rank (GB)",
-              f"ravensp-bench on {where}: peak memory of the point")
+    _bench_panel(axes[1], bench, "peak_mem_gb",
+                 "peak allocated per GPU (GB)" if gpu_mem else "peak RSS per rank (GB)",
+                 f"ravensp-bench on {where}: peak memory of the point")
     if not gpu_mem:
-        ax.set_yscale("linear")  # 0.4-0.8 GB on CPU ranks: a log axis would show no labels
-    if xs:
-        _tick_tokens(ax, xs)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        axes[1].set_yscale("linear")  # 0.4-0.8 GB on CPU ranks: a log axis would show no labels
     fig.tight_layout()
     fig.savefig(os.path.join(out, "memory_vs_length.png"), dpi=110)
     plt.close(fig)
