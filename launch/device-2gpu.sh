@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Everything issue 11 asks of a two-GPU machine, in one command (device tool,
-# kind nvidia-h100-x2 or nvidia-h200-x2; carry third_party):
+# Everything issue 11 asks of a two-GPU machine (and issue 9 of four or eight), in
+# one command (device tool, a multi-GPU kind; carry third_party). One rank per GPU:
 #   build  the Python package, ravensp-train and ravensp-bench (CUDA, MPI, NCCL)
-#   equiv  bf16 SP equivalence on 2 GPUs over NCCL vs the one-GPU result
-#   sp     SP Raven layer: LASP-2/LASP-1 at 64K/256K/512K tokens per GPU, 1 vs 2 GPUs
+#   equiv  bf16 SP equivalence on the N GPUs over NCCL vs the one-GPU result
+#   sp     SP Raven layer: LASP-2/LASP-1 at 64K/256K/512K tokens per GPU, 1 vs N GPUs
 #   ring   ring attention fwd+bwd vs local cuDNN SDPA and torch context_parallel
-#   train  hybrid-340M launcher steps on 2 GPUs, 512K then 1M tokens
-#   bench  ravensp-bench sweeps on 1 and 2 GPUs (configs/bench-h100.cfg)
+#   train  hybrid-340M launcher steps over the N GPUs, 512K then 1M tokens
+#   bench  ravensp-bench sweeps on 1, 2, 4, ... N GPUs (configs/bench-h100.cfg)
 # Usage: launch/device-2gpu.sh [steps...]   (default: all, in that order)
 # Knobs: RAVENSP_CONTEXTS (train lengths, default "524288 1048576"), RAVENSP_TRAIN_ARGS
 # (extra ravensp-train options, e.g. --train.offload_checkpoints=true),
@@ -29,8 +29,10 @@ source launch/env.sh
 # System g++: /opt/gcc's links libstdc++ statically (see device-test.sh).
 if [ -x /usr/bin/g++ ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++; fi
 steps=("$@"); [ ${#steps[@]} -gt 0 ] || steps=(build equiv sp ring train bench)
-NG=$(nvidia-smi -L | wc -l)
-MPI=(mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none -x NCCL_NVLS_ENABLE
+# Every GPU of the machine is one rank (issue 11: 2; issue 9: 4 or 8); RAVENSP_NP
+# takes fewer.
+NG=${RAVENSP_NP:-$(nvidia-smi -L | wc -l)}
+MPI=(mpirun -np "$NG" --oversubscribe --allow-run-as-root --bind-to none -x NCCL_NVLS_ENABLE
      -x TORCH_SYMM_MEM_DISABLE_MULTICAST -x NVSHMEM_DISABLE_NVLS -x PYTHONUNBUFFERED -x OMP_NUM_THREADS=4
      -x PYTORCH_CUDA_ALLOC_CONF)
 T0=$(date +%s)
@@ -73,7 +75,7 @@ for s in "${steps[@]}"; do
     for T in ${RAVENSP_CONTEXTS:-524288 1048576}; do
       step "train-$T" "${RAVENSP_TRAIN_LIMIT:-150}" "${MPI[@]}" "$RAVENSP_BUILD/bin/ravensp-train" --config configs/hybrid-340m.cfg \
         --data.kind=text --data.path=/tmp/bytes.bin --data.seq_len="$T" --data.micro_batch=1 \
-        --train.grad_accum=1 --train.steps=3 --train.warmup_steps=1 --parallel.sp_size=2 \
+        --train.grad_accum=1 --train.steps=3 --train.warmup_steps=1 --parallel.sp_size="$NG" \
         --parallel.layout=zigzag --parallel.exchange=lasp2 --output.dir=/tmp/hybrid-$T \
         --output.resume=none --output.save_final=false --output.progress=off --output.json_stdout=true \
         ${RAVENSP_TRAIN_ARGS:-}
@@ -82,10 +84,11 @@ for s in "${steps[@]}"; do
     mkdir -p "$OUT/bench"
     # Device time is short: 2 timed repeats after 1 warm-up, and one GPU stops at
     # 512K tokens (the quadratic workloads take ~20 s a call at 1M on one GPU).
-    for n in 1 2; do
+    for n in 1 2 4 8; do
+      [ "$n" -le "$NG" ] || break
       step "bench-$n" "${RAVENSP_BENCH_LIMIT:-240}" mpirun -np $n --oversubscribe --allow-run-as-root --bind-to none \
         -x NCCL_NVLS_ENABLE "$RAVENSP_BUILD/bin/ravensp-bench" --config configs/bench-h100.cfg \
-        --repeats=2 --warmup=1 --seq_max=$(( n == 1 ? 524288 : 1048576 )) \
+        --repeats=2 --warmup=1 --seq_max=$(( n == 1 ? 524288 : 1048576 * n / 2 )) \
         --json "$OUT/bench/gpu$n.json" --csv "$OUT/bench/gpu$n.csv"
     done ;;
   *) log "unknown step $s (build equiv sp ring train bench)" ;;
