@@ -1,5 +1,6 @@
 """ravensp-bench's files and plots: the documented record schema (fields, types,
-version) on a file the driver writes under mpirun with 2 CPU ranks, the scaling
+version) on a file the driver writes under mpirun with 2 CPU ranks (and the same
+records rebuilt from its progress lines by from_log.py), the scaling
 model's calibration against the one-GPU JSONs it quotes, and plot.py producing
 non-empty PNGs from a sample document."""
 import json
@@ -18,6 +19,10 @@ _spec = importlib.util.spec_from_file_location("ravensp_bench_plot",
 plot = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(plot)
 GPU_DIR = os.path.join(ROOT, "docs", "benchmarks")
+_spec = importlib.util.spec_from_file_location("ravensp_bench_from_log",
+                                               os.path.join(ROOT, "python", "ravensp", "bench", "from_log.py"))
+from_log = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(from_log)
 
 # docs/benchmarks.md "ravensp-bench record schema": name -> allowed Python types.
 NUM = (int, float)
@@ -85,9 +90,21 @@ def test_driver_two_ranks_writes_valid_json_and_csv(tmp_path):
            "--what=sp_gsa_lasp2,ring_attention", "--seq=256,512", "--repeats=1", "--warmup=0",
            "--dtype=fp32", "--device=cpu", f"--model_config={ROOT}/configs/tiny-mqar.cfg",
            f"--json={js}", f"--csv={cs}"]
-    subprocess.run(cmd, check=True, timeout=600, cwd=tmp_path)
+    run = subprocess.run(cmd, check=True, timeout=600, cwd=tmp_path, capture_output=True, text=True)
     doc = json.loads(js.read_text())
     check_document(doc)
+    # from_log rebuilds the same points from the progress lines of a run that died
+    # before writing its files (fields the line carries: equal to print precision).
+    recovered = from_log.records_from_log(run.stderr.splitlines(), layout="zigzag", dtype="fp32",
+                                          device="cpu")
+    assert len(recovered) == len(doc["records"])
+    for got, want in zip(recovered, doc["records"]):
+        assert set(got) == set(SCHEMA)
+        for k in ("what", "status", "world_size", "seq_len", "tokens_per_rank", "exposed_comm_method"):
+            assert got[k] == want[k], k
+        for k in ("step_ms", "exposed_comm_ms", "peak_mem_gb"):
+            assert got[k] == pytest.approx(want[k], abs=1e-3), k
+        assert got["tokens_per_s_per_rank"] == pytest.approx(want["tokens_per_s_per_rank"], abs=0.5)
     assert [(r["what"], r["seq_len"], r["world_size"], r["status"]) for r in doc["records"]] == [
         ("sp_gsa_lasp2", 256, 2, "ok"), ("sp_gsa_lasp2", 512, 2, "ok"),
         ("ring_attention", 256, 2, "ok"), ("ring_attention", 512, 2, "ok")]
