@@ -4,6 +4,7 @@
 # case, then the FLA-side-by-side benchmark. Logs and kernels.json go to $OUT.
 # Carry .fla (FLA's fla/ source and fla_autotune_h100.tgz) for the FLA columns.
 # Usage: bash launch/device-kernels.sh [pytest -k expr] [bench --shapes arg]
+# RAVENSP_NCU=1 adds Nsight Compute counters of one fwd+bwd at T=32K (ncu.csv).
 set -uo pipefail
 OUT=${OUT:-/tmp/ravensp-out}
 mkdir -p "$OUT"
@@ -55,4 +56,24 @@ if [ "$SHAPES" != "none" ]; then
   echo "bench rc=$? in $(( $(date +%s) - start )) s"
   [ -n "${PROFILE:-}" ] && grep -A14 "Self CUDA" "$OUT/bench.log" | sed -E 's/ravensp::kernels::gsa_cuda::\(anonymous namespace\):://' | cut -c1-92,150-185
   tail -22 "$OUT/bench.log"
+fi
+
+# Hardware counters of one fwd+bwd at the target shape (B1 H4 K=V=256 M64 T=32K, bf16)
+# for issue 4's "what limits them": time, SM and DRAM throughput, occupancy, tensor
+# pipe use, registers and shared memory per kernel. Firecracker machines only (ncu
+# cannot read counters on gVisor); clocks left alone (METHOD.md).
+if [ -n "${RAVENSP_NCU:-}" ] && command -v ncu >/dev/null; then
+  start=$(date +%s)
+  ncu --clock-control none --target-processes all -k regex:'gsa|chunk_map' -c 60 --csv \
+    --metrics gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__shared_mem_per_block_dynamic,launch__grid_size,launch__occupancy_limit_registers,launch__occupancy_limit_shared_mem \
+    python3 -c "
+import torch, ravensp
+from conftest import make_gsa_inputs
+q, k, v, s, g = make_gsa_inputs(1, 32768, 4, 256, 256, 64, dtype=torch.bfloat16, device='cuda')[:5]
+for _ in range(2):  # the second pass is the one to read; the first warms up
+    o, _ = ravensp.chunk_gsa(q, k, v, s, g, 1.0)
+    o.float().sum().backward()
+torch.cuda.synchronize()
+" > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
+  echo "ncu rc=$? in $(( $(date +%s) - start )) s: $(grep -c '^\"' "$OUT/ncu.csv") rows in ncu.csv"
 fi
