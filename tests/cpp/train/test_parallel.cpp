@@ -130,15 +130,18 @@ TEST(Parallel, HybridSequenceParallelEqualsOneRank) {
   auto ref = reference(base, "hybrid");
   broadcast_records(ref);
   for (auto layout : {ravensp::sp::Layout::kContiguous, ravensp::sp::Layout::kZigzag}) {
-    for (bool recompute : {false, true}) {  // recompute reruns the ring and the LASP-2 exchange
+    // recompute reruns the ring and the LASP-2 exchange; offload keeps the blocks'
+    // inputs in host memory between the forward and the recompute.
+    for (auto [recompute, offload] : {std::pair{false, false}, std::pair{true, false}, std::pair{true, true}}) {
       auto c = base;
       c.sp_size = P;
       c.layout = layout;
       c.checkpoint_blocks = recompute;
+      c.offload_checkpoints = offload;
       c.out_dir = fresh_dir("hybrid");
       auto got = run(c, world());
       std::string what = std::string("hybrid ") + ravensp::sp::layout_name(layout) +
-                         (recompute ? " recompute" : "");
+                         (recompute ? " recompute" : "") + (offload ? " offload" : "");
       expect_same(got, ref, what.c_str());
     }
   }
