@@ -6,6 +6,23 @@ namespace {
 
 const void* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
+// What the forward and backward params share: the call's shape, dtypes, scale,
+// chunk size and the inputs q, k, v, s, g, hk0, hv0.
+template <typename Params>
+Params with_inputs(const kernels::GsaShape& shape, const GsaInputs& in, at::ScalarType accum,
+                   double scale, int64_t chunk_size) {
+  Params P;
+  P.shape = shape;
+  P.dtype = to_kernel_dtype(in.q.scalar_type());
+  P.accum_dtype = to_kernel_dtype(accum);
+  P.scale = scale;
+  P.chunk_size = chunk_size;
+  P.q = in.q.data_ptr(); P.k = in.k.data_ptr(); P.v = in.v.data_ptr();
+  P.s = in.s.data_ptr(); P.g = in.g.data_ptr();
+  P.hk0 = ptr(in.hk0); P.hv0 = ptr(in.hv0);
+  return P;
+}
+
 }  // namespace
 
 GsaFwdOutputs alloc_fwd_outputs(const GsaArgs& a, const GsaInputs& in, at::ScalarType accum,
@@ -25,15 +42,7 @@ GsaBwdOutputs alloc_bwd_outputs(const GsaArgs& a, const GsaInputs& in, at::Scala
 kernels::GsaFwdParams fwd_params(const kernels::GsaShape& shape, const GsaInputs& in,
                                  const GsaFwdOutputs& out, at::ScalarType accum, double scale,
                                  int64_t chunk_size) {
-  kernels::GsaFwdParams P;
-  P.shape = shape;
-  P.dtype = to_kernel_dtype(in.q.scalar_type());
-  P.accum_dtype = to_kernel_dtype(accum);
-  P.scale = scale;
-  P.chunk_size = chunk_size;
-  P.q = in.q.data_ptr(); P.k = in.k.data_ptr(); P.v = in.v.data_ptr();
-  P.s = in.s.data_ptr(); P.g = in.g.data_ptr();
-  P.hk0 = ptr(in.hk0); P.hv0 = ptr(in.hv0);
+  auto P = with_inputs<kernels::GsaFwdParams>(shape, in, accum, scale, chunk_size);
   P.o = out.o.data_ptr();
   P.p = out.p.numel() > 0 ? out.p.data_ptr() : nullptr;
   P.hkT = out.hkT.data_ptr(); P.hvT = out.hvT.data_ptr();
@@ -45,15 +54,8 @@ kernels::GsaBwdParams bwd_params(const kernels::GsaShape& shape, const GsaInputs
                                  const at::Tensor& dhkT, const at::Tensor& dhvT,
                                  const GsaBwdOutputs& out, at::ScalarType accum, double scale,
                                  int64_t chunk_size) {
-  kernels::GsaBwdParams P;
-  P.shape = shape;
-  P.dtype = to_kernel_dtype(in.q.scalar_type());
-  P.accum_dtype = to_kernel_dtype(accum);
-  P.scale = scale;
-  P.chunk_size = chunk_size;
-  P.q = in.q.data_ptr(); P.k = in.k.data_ptr(); P.v = in.v.data_ptr();
-  P.s = in.s.data_ptr(); P.g = in.g.data_ptr(); P.p = ptr(p);
-  P.hk0 = ptr(in.hk0); P.hv0 = ptr(in.hv0);
+  auto P = with_inputs<kernels::GsaBwdParams>(shape, in, accum, scale, chunk_size);
+  P.p = ptr(p);
   P.d_o = d_o.data_ptr(); P.dhkT = ptr(dhkT); P.dhvT = ptr(dhvT);
   P.dq = out.dq.data_ptr(); P.dk = out.dk.data_ptr(); P.dv = out.dv.data_ptr();
   P.ds = out.ds.data_ptr(); P.dg = out.dg.data_ptr();

@@ -35,10 +35,10 @@ int64_t keep(std::unique_ptr<Communicator> c) {
   return ravensp::sp::register_group(std::shared_ptr<Communicator>(std::move(c)));
 }
 
-}  // namespace
-
 // Whether h has a host control plane of its own (sp::set_control_group).
-static bool has_control(int64_t h) { return &ravensp::sp::control_group(h) != &ravensp::sp::group(h); }
+bool has_control(int64_t h) { return &ravensp::sp::control_group(h) != &ravensp::sp::group(h); }
+
+}  // namespace
 
 PYBIND11_MODULE(_C, m) {
   namespace comm = ravensp::comm;

@@ -34,7 +34,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import ravensp  # noqa: F401  (registers torch.ops.ravensp.*)
 
-from ravensp.bench.timing import cuda_time_ms
+from ravensp.bench.timing import cuda_time_ms, launch_world, slowest
 
 OPS = torch.ops.ravensp
 SDPA = F.scaled_dot_product_attention  # context_parallel patches F's attribute; restored from this
@@ -145,18 +145,6 @@ def merge_multi_gpu(doc, multi):
     return doc
 
 
-def launch_world():
-    """(world size, rank, local rank, launcher) from mpirun's or torchrun's
-    environment; (1, 0, 0, None) for a plain run."""
-    env = os.environ
-    if "OMPI_COMM_WORLD_SIZE" in env:
-        return (int(env["OMPI_COMM_WORLD_SIZE"]), int(env["OMPI_COMM_WORLD_RANK"]),
-                int(env.get("OMPI_COMM_WORLD_LOCAL_RANK", 0)), "mpirun")
-    if "WORLD_SIZE" in env and "RANK" in env:
-        return int(env["WORLD_SIZE"]), int(env["RANK"]), int(env.get("LOCAL_RANK", 0)), "torchrun"
-    return 1, 0, 0, None
-
-
 def init_torch_distributed(world, rank, local, device):
     """torch.distributed (NCCL) for PyTorch's context parallelism; under mpirun
     its env:// rendezvous comes from OMPI_COMM_WORLD_* and MASTER_ADDR/PORT."""
@@ -169,13 +157,6 @@ def init_torch_distributed(world, rank, local, device):
         os.environ.setdefault("MASTER_PORT", "29511")
     if not dist.is_initialized():
         dist.init_process_group("nccl", device_id=device)
-
-
-def slowest(group, x):
-    """The largest x over the ranks (None on any rank: None), by ravensp's NCCL group."""
-    t = torch.tensor([float("nan") if x is None else float(x)], dtype=torch.float64, device="cuda")
-    v = group.all_gather(t).flatten()
-    return None if bool(torch.isnan(v).any()) else float(v.max())
 
 
 def restore_sdpa():
@@ -303,7 +284,7 @@ def run_multi(lengths, H, Hkv, D, reps, world, rank, local, launcher, with_torch
                 d = (ours.float() - group.shard(ref.contiguous(), 1).float()).abs().max().item()
             del ref
             check["tokens_per_gpu"] = L
-            check["ravensp_vs_full_sdpa_max_abs_diff"] = slowest(group, d)
+            check["ravensp_vs_full_sdpa_max_abs_diff"] = slowest(group, [d])[0]
             say(f"check L={L}: max |ravensp ring - cuDNN SDPA of all {P * L} tokens| = "
                 f"{check['ravensp_vs_full_sdpa_max_abs_diff']}")
         med = {
@@ -320,14 +301,15 @@ def run_multi(lengths, H, Hkv, D, reps, world, rank, local, launcher, with_torch
         else:
             med["ring_torch_cp"] = diff = None
         if i == 0 and with_torch_cp:  # every rank gathers, with or without a torch CP result
-            check["ravensp_vs_torch_cp_max_abs_diff"] = slowest(group, diff)
+            check["ravensp_vs_torch_cp_max_abs_diff"] = slowest(group, [diff])[0]
             say(f"check L={L}: max |ravensp ring - torch context parallel| = "
                 f"{check['ravensp_vs_torch_cp_max_abs_diff']}")
         del glob, ours
-        ranks = {n: [None if x != x else x for x in group.all_gather(torch.tensor(
-                     [float("nan") if m is None else m], dtype=torch.float64, device="cuda")).flatten().tolist()]
-                 for n, m in med.items()}
-        t = {n: slowest(group, m) for n, m in med.items()}
+        names = list(med)
+        every = group.all_gather(torch.tensor([float("nan") if med[n] is None else med[n] for n in names],
+                                              dtype=torch.float64, device="cuda"))
+        ranks = {n: [None if x != x else x for x in every[:, i].tolist()] for i, n in enumerate(names)}
+        t = {n: None if None in r else max(r) for n, r in ranks.items()}  # the slowest rank's
         flops = {n: causal_flops(L, H, D) if n == "sdpa_cudnn_local" else causal_flops(P * L, H, D) / P
                  for n in t}
         tf = {n: None if t[n] is None else flops[n] / (t[n] * 1e-3) / 1e12 for n in t}

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 import torch
 
 import ravensp.distributed as rd
-from ravensp.bench.timing import cuda_time_ms
+from ravensp.bench.timing import cuda_time_ms, launch_world, slowest
 from ravensp.nn import RavenAttention
 
 TOKENS_PER_GPU = [65536, 262144, 524288]
@@ -40,12 +39,6 @@ def time_fwd_bwd(layer, x, w, repeats=5, warmup=2):
     return cuda_time_ms(step, reps=repeats, warmup=warmup)
 
 
-def slowest(group, values):
-    """Element-wise maximum of a list of floats over the group's ranks."""
-    t = torch.tensor(values, dtype=torch.float64, device=torch.device("cuda", torch.cuda.current_device()))
-    return group.all_gather(t).max(0).values.tolist()
-
-
 def measure(layer, x, w, group):
     """(ms, peak GiB) of fwd+bwd with layer.sp_group = group (None: no SP)."""
     layer.sp_group = group
@@ -60,8 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, nargs="*", default=TOKENS_PER_GPU)
     ap.add_argument("--slots", type=int, default=64)
     args = ap.parse_args(argv)
-    launched = os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("WORLD_SIZE")
-    local = int(os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK", os.environ.get("LOCAL_RANK", 0)))
+    _, _, local, launched = launch_world()
     device = torch.device("cuda", local)
     torch.cuda.set_device(device)
     group = rd.init_from_env("zigzag", device) if launched else rd.init_single(device, "zigzag")
