@@ -64,8 +64,10 @@ fi
 # cannot read counters on gVisor); clocks left alone (METHOD.md).
 if [ -n "${RAVENSP_NCU:-}" ] && command -v ncu >/dev/null; then
   start=$(date +%s)
-  ncu --clock-control none --target-processes all -k regex:'gsa|chunk_map' -c 60 --csv \
-    --metrics gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__shared_mem_per_block_dynamic,launch__grid_size,launch__occupancy_limit_registers,launch__occupancy_limit_shared_mem \
+  ncu --clock-control none --target-processes all --kernel-name-base function \
+    -k regex:'pass|bwd_|combine|local_states|chunk_map' -c 40 --csv \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    --section MemoryWorkloadAnalysis \
     python3 -c "
 import torch, ravensp
 from conftest import make_gsa_inputs

@@ -20,10 +20,12 @@ struct DsSmem {
       : lda(ld_of<float>(kChunk)), lde(ld_ew(kDsSlice)), ldc(ld_of<float>(kDsSlice)),
         ldx(ld_of<T>(kTile)) {}
   __host__ __device__ size_t floats() const {
-    return static_cast<size_t>(kChunk) * (4 * lda + 6 * lde + ldc) + 8 * kDsSlice + 64;
+    return static_cast<size_t>(kChunk) * (4 * lda + 5 * lde + ldc) + 8 * kDsSlice + 64;
   }
   __host__ __device__ size_t bytes() const {
-    return floats() * sizeof(float) + 2 * kChunk * ldx * sizeof(T);
+    // Xs and Ys double as the scratch of gated_pairs / gated_rev_sums.
+    return floats() * sizeof(float) +
+           max_of(2 * kChunk * ldx * sizeof(T), intra_scratch_floats(kDsSlice) * sizeof(float));
   }
 };
 
@@ -38,6 +40,7 @@ __global__ void __launch_bounds__(kThreads) bwd_ds_kernel(
     const float* __restrict__ du, const float* __restrict__ dgca, T* __restrict__ ds,
     T* __restrict__ dg, T* __restrict__ bm_out, T* __restrict__ a2_out) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
+  constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const DsSmem<T> L_;
   constexpr int MS = kDsSlice;
   float* A1 = reinterpret_cast<float*>(smem_raw);
@@ -45,8 +48,7 @@ __global__ void __launch_bounds__(kThreads) bwd_ds_kernel(
   float* Bm = VdO + kChunk * L_.lda;
   float* A2 = Bm + kChunk * L_.lda;
   float* Gs = A2 + kChunk * L_.lda;
-  float* Es = Gs + kChunk * L_.lde;
-  float* Ss = Es + kChunk * L_.lde;
+  float* Ss = Gs + kChunk * L_.lde;
   float* Ps = Ss + kChunk * L_.lde;
   float* Du = Ps + kChunk * L_.lde;
   float* Ds = Du + kChunk * L_.lde;
@@ -86,13 +88,15 @@ __global__ void __launch_bounds__(kThreads) bwd_ds_kernel(
     A1[(idx / kChunk) * L_.lda + idx % kChunk] *= scale;
 
   for (int m0 = 0; m0 < M; m0 += MS) {
-    chunk_decay<T>(Gs, Es, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, MS);
     load_tile(Du, L_.lde, du + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
-    gated_pairs(Bm, Du, A2, Ps, L_.lda, Gs, Ss, L_.lde, cp.L, MS, m0 > 0);
-    gated_rev_sums(Ds, L_.lde, A1, Du, VdO, Ps, L_.lda, Es, L_.lde, cp.L, MS);
+    gated_pairs<kTC>(Bm, Du, A2, Ps, L_.lda, Gs, Ss, L_.lde, cp.L, MS, m0 > 0,
+                     reinterpret_cast<float*>(Xs));
+    gated_rev_sums<kTC>(Ds, L_.lde, A1, Du, VdO, Ps, L_.lda, Gs, L_.lde, cp.L, MS,
+                        reinterpret_cast<float*>(Xs));
     // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T (state part of ds).
     for (int kt = 0; kt < K / kTile; ++kt) {
       __syncthreads();

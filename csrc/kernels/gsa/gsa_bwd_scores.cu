@@ -18,33 +18,36 @@ struct ScoresSmem {
       : MS(slice_of(M)), ldd(ld_of<float>(M)), lda(ld_of<float>(kChunk)),
         lds(ld_of<float>(slice_of(M))), lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)) {}
   __host__ __device__ size_t floats() const {
-    return static_cast<size_t>(kChunk) * (ldd + lda + lds + 4 * lde + 1) + 64;
+    // Two blocks per SM at K = V = 256, M = 64 (113 KB each): p is read from
+    // global memory where it is used rather than staged.
+    return static_cast<size_t>(kChunk) * (ldd + lda + lds + 2 * lde + 1) + 64;
   }
   __host__ __device__ size_t bytes() const {
-    return floats() * sizeof(float) + 3 * kChunk * ldx * sizeof(T);
+    // Xs and Ys double as the scratch of gated_scores (Op comes first).
+    return floats() * sizeof(float) + kChunk * ldx * sizeof(T) +
+           max_of(2 * kChunk * ldx * sizeof(T), intra_scratch_floats(MS) * sizeof(float));
   }
 };
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) bwd_scores_kernel(
+__global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     ChunkMap cm, int H, int K, int V, int M, float scale, const T* __restrict__ q,
     const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ s,
     const T* __restrict__ g, const T* __restrict__ dout, const float* __restrict__ p,
     const float* __restrict__ hk, const float* __restrict__ hv, float* __restrict__ du,
     float* __restrict__ dgca, float* __restrict__ dhk, float* __restrict__ dhv) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
+  constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const ScoresSmem<T> L_(M);
   float* DP = reinterpret_cast<float*>(smem_raw);
   float* A = DP + kChunk * L_.ldd;
   float* Us = A + kChunk * L_.lda;
   float* Gs = Us + kChunk * L_.lds;
-  float* Es = Gs + kChunk * L_.lde;
-  float* Ss = Es + kChunk * L_.lde;
-  float* Ps = Ss + kChunk * L_.lde;
-  float* R = Ps + kChunk * L_.lde;
-  T* Xs = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
+  float* Ss = Gs + kChunk * L_.lde;
+  float* R = Ss + kChunk * L_.lde;
+  T* Op = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
+  T* Xs = Op + kChunk * L_.ldx;
   T* Ys = Xs + kChunk * L_.ldx;
-  T* Op = Ys + kChunk * L_.ldx;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
   const int h = blockIdx.y, MS = L_.MS;
   const int64_t unit = cp.j * H + h, KM = static_cast<int64_t>(K) * M,
@@ -70,10 +73,11 @@ __global__ void __launch_bounds__(kThreads) bwd_scores_kernel(
       block_mma<false, true>(DP + m0, L_.ldd, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, vt > 0);
       __syncthreads();
     }
-    chunk_decay<T>(Gs, Es, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
-    gated_scores(DP + m0, L_.ldd, DP + m0, L_.ldd, A, L_.lda, Gs, Es, Ss, L_.lde, cp.L, MS, 1.f);
+    gated_scores<kTC>(DP + m0, L_.ldd, DP + m0, L_.ldd, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS,
+                      1.f, reinterpret_cast<float*>(Xs));
   }
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   for (int t = warp; t < kChunk; t += kThreads / 32) {
@@ -100,17 +104,17 @@ __global__ void __launch_bounds__(kThreads) bwd_scores_kernel(
       block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
       __syncthreads();
     }
-    chunk_decay<T>(Gs, Es, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
-    load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
-    gated_scores(Us, L_.lds, Us, L_.lds, A, L_.lda, Gs, Es, Ss, L_.lde, cp.L, MS, scale);
+    gated_scores<kTC>(Us, L_.lds, Us, L_.lds, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,
+                      reinterpret_cast<float*>(Xs));
     // du, p*dp + u*du; Op = scale * exp(G) * du (operand of the local dHk).
     for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
       float d = 0.f;
       if (t < cp.L) {
-        const float pt = Ps[t * L_.lde + m], dp = DP[t * L_.ldd + m0 + m];
+        const float pt = p[tokM + t * rowM + m0 + m], dp = DP[t * L_.ldd + m0 + m];
         d = pt * (dp - R[t]);
         du[tokM + t * rowM + m0 + m] = d;
         dgca[tokM + t * rowM + m0 + m] = fmaf(pt, dp, Us[t * L_.lds + m] * d);
@@ -127,7 +131,8 @@ __global__ void __launch_bounds__(kThreads) bwd_scores_kernel(
     __syncthreads();
     for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
-      Op[t * L_.ldx + m] = from_f<T>(Ps[t * L_.lde + m] * __expf(Gs[t * L_.lde + m]));
+      const float pt = t < cp.L ? p[tokM + t * rowM + m0 + m] : 0.f;
+      Op[t * L_.ldx + m] = from_f<T>(pt * __expf(Gs[t * L_.lde + m]));
     }
     for (int vt = 0; vt < V / kTile; ++vt) {
       __syncthreads();

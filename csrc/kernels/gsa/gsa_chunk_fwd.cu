@@ -22,10 +22,12 @@ struct Pass1Smem {
       : M(M_), MS(slice_of(M_)), ldu(ld_of<float>(M_)), lda(ld_of<float>(kChunk)),
         lde(ld_ew(slice_of(M_))), ldx(ld_of<T>(kTile)) {}
   __host__ __device__ size_t floats() const {
-    return static_cast<size_t>(kChunk) * (ldu + lda + 3 * lde) + 64;
+    return static_cast<size_t>(kChunk) * (ldu + lda + 2 * lde) + 64;
   }
   __host__ __device__ size_t bytes() const {
-    return floats() * sizeof(float) + 2 * kChunk * ldx * sizeof(T);
+    // Xs and Ys double as the scratch of gated_scores.
+    return floats() * sizeof(float) +
+           max_of(2 * kChunk * ldx * sizeof(T), intra_scratch_floats(MS) * sizeof(float));
   }
 };
 
@@ -36,12 +38,12 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
     const T* __restrict__ k, const T* __restrict__ s, const T* __restrict__ g,
     const float* __restrict__ hk, float* __restrict__ p) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
+  constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const Pass1Smem<T> L_(M);
   float* U = reinterpret_cast<float*>(smem_raw);
   float* A = U + kChunk * L_.ldu;
   float* Gs = A + kChunk * L_.lda;
-  float* Es = Gs + kChunk * L_.lde;
-  float* Ss = Es + kChunk * L_.lde;
+  float* Ss = Gs + kChunk * L_.lde;
   T* Xs = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
   T* Ys = Xs + kChunk * L_.ldx;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
@@ -65,10 +67,11 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
       block_mma<false, false>(U + m0, L_.ldu, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
       __syncthreads();
     }
-    chunk_decay<T>(Gs, Es, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
-    gated_scores(U + m0, L_.ldu, U + m0, L_.ldu, A, L_.lda, Gs, Es, Ss, L_.lde, cp.L, MS, scale);
+    gated_scores<kTC>(U + m0, L_.ldu, U + m0, L_.ldu, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS,
+                      scale, reinterpret_cast<float*>(Xs));
   }
   // Slot softmax: one warp per token row.
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -96,7 +99,9 @@ struct Pass2Smem {
     return static_cast<size_t>(kChunk) * (ldo + lda + 3 * lde) + 64;
   }
   __host__ __device__ size_t bytes() const {
-    return floats() * sizeof(float) + 3 * kChunk * ldx * sizeof(T);
+    // A2t and Xs double as the scratch of gated_pairs (Pg is live across it).
+    return floats() * sizeof(float) + kChunk * ldx * sizeof(T) +
+           max_of(2 * kChunk * ldx * sizeof(T), intra_scratch_floats(MS) * sizeof(float));
   }
 };
 
@@ -108,6 +113,7 @@ __global__ void __launch_bounds__(kThreads) pass2_kernel(
     const T* __restrict__ g, const float* __restrict__ p, const float* __restrict__ hv,
     T* __restrict__ o) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
+  constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const Pass2Smem<T> L_(M, V);
   float* O = reinterpret_cast<float*>(smem_raw);
   float* A2 = O + kChunk * L_.ldo;
@@ -126,7 +132,8 @@ __global__ void __launch_bounds__(kThreads) pass2_kernel(
     load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
-    gated_pairs(A2, Ps, nullptr, nullptr, L_.lda, Gs, Ss, L_.lde, cp.L, MS, m0 > 0);
+    gated_pairs<kTC>(A2, Ps, nullptr, nullptr, L_.lda, Gs, Ss, L_.lde, cp.L, MS, m0 > 0,
+                     reinterpret_cast<float*>(A2t));
     for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
       Pg[t * L_.ldx + m] = from_f<T>(Ps[t * L_.lde + m] * __expf(Gs[t * L_.lde + m]));

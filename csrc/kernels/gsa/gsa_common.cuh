@@ -52,6 +52,8 @@ template <typename T> __host__ __device__ constexpr int ld_of(int cols) {
 }
 __host__ __device__ constexpr int ld_ew(int cols) { return cols + 1; }
 
+__host__ __device__ constexpr size_t max_of(size_t a, size_t b) { return a > b ? a : b; }
+
 // Slot slice width of the chunk kernels (M is 32 or a multiple of 64).
 __host__ __device__ constexpr int slice_of(int M) { return M < kTile ? M : kTile; }
 
