@@ -4,7 +4,9 @@
 # case, then the FLA-side-by-side benchmark. Logs and kernels.json go to $OUT.
 # Carry .fla (FLA's fla/ source and fla_autotune_h100.tgz) for the FLA columns.
 # Usage: bash launch/device-kernels.sh [pytest -k expr] [bench --shapes arg]
-# RAVENSP_NCU=1 adds Nsight Compute counters of one fwd+bwd at T=32K (ncu.csv).
+# RAVENSP_NCU=1 adds Nsight Compute counters of one fwd+bwd at T=32K (ncu.csv);
+# RAVENSP_NCU_SOURCE=<kernel regex> builds with -lineinfo and writes the stall
+# samples per CUDA source line of those kernels (source_<n>.csv, top lines in the log).
 set -uo pipefail
 OUT=${OUT:-/tmp/ravensp-out}
 mkdir -p "$OUT"
@@ -12,13 +14,14 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0a
 TESTS_K=${1:-}
 SHAPES=${2:-all}
-BUILD=build/kernels
+BUILD=build/kernels${RAVENSP_NCU_SOURCE:+-lineinfo}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/machine.txt"
 
 start=$(date +%s)
 cmake -S . -B $BUILD -G Ninja -DRAVENSP_WITH_LAUNCHER=OFF -DRAVENSP_WITH_MPI=OFF \
   -DRAVENSP_WITH_TESTS=OFF -DPython_EXECUTABLE="$(which python3)" \
-  -DCMAKE_CUDA_ARCHITECTURES=90a > "$OUT/build.log" 2>&1 &&
+  -DCMAKE_CUDA_ARCHITECTURES=90a ${RAVENSP_NCU_SOURCE:+-DCMAKE_CUDA_FLAGS=-lineinfo} \
+  > "$OUT/build.log" 2>&1 &&
   ninja -C $BUILD -j16 ravensp_C >> "$OUT/build.log" 2>&1
 rc=$?
 echo "build rc=$rc in $(( $(date +%s) - start )) s"
@@ -68,14 +71,34 @@ if [ -n "${RAVENSP_NCU:-}" ] && command -v ncu >/dev/null; then
     -k regex:'pass|bwd_|combine|local_states|chunk_map' -c 40 --csv \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
     --section MemoryWorkloadAnalysis \
-    python3 -c "
-import torch, ravensp
-from conftest import make_gsa_inputs
-q, k, v, s, g = make_gsa_inputs(1, 32768, 4, 256, 256, 64, dtype=torch.bfloat16, device='cuda')[:5]
-for _ in range(2):  # the second pass is the one to read; the first warms up
-    o, _ = ravensp.chunk_gsa(q, k, v, s, g, 1.0)
-    o.float().sum().backward()
-torch.cuda.synchronize()
-" > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
+    python3 launch/ncu_gsa_case.py > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
   echo "ncu rc=$? in $(( $(date +%s) - start )) s: $(grep -c '^\"' "$OUT/ncu.csv") rows in ncu.csv"
+fi
+
+if [ -n "${RAVENSP_NCU_SOURCE:-}" ] && command -v ncu >/dev/null; then
+  start=$(date +%s)
+  ncu --set full --import-source yes --clock-control none --kernel-name-base function \
+    -k regex:"$RAVENSP_NCU_SOURCE" -c 2 -f -o "$OUT/source" python3 launch/ncu_gsa_case.py \
+    > "$OUT/ncu_source.log" 2>&1
+  echo "ncu source rc=$? in $(( $(date +%s) - start )) s"
+  ncu -i "$OUT/source.ncu-rep" --page source --csv --print-source cuda,sass > "$OUT/source.csv" 2>&1
+  python3 - "$OUT/source.csv" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+def num(x):
+    try: return float(x.replace(",", ""))
+    except ValueError: return None
+heads = [i for i, r in enumerate(rows) if any(h.startswith("Warp Stall Sampling (All") for h in r)]
+print(f"{len(heads)} tables; first rows: {rows[:2]}")
+heads.append(len(rows))
+for a, b in zip(heads, heads[1:]):
+    hdr = rows[a]
+    col = next(i for i, h in enumerate(hdr) if h.startswith("Warp Stall Sampling (All"))
+    body = [r for r in rows[a + 1:b] if len(r) == len(hdr) and num(r[col]) is not None]
+    total = sum(num(r[col]) for r in body) or 1.0
+    print(f"--- table at row {a} ({hdr[:3]}): {total:.0f} samples")
+    for r in sorted(body, key=lambda r: -num(r[col]))[:30]:
+        text = " | ".join(x.strip()[:70] for k, x in enumerate(r) if k != col and num(x) is None)
+        print(f"{100 * num(r[col]) / total:5.1f}% {text[:140]}")
+PY
 fi
