@@ -12,9 +12,12 @@ OUT=${OUT:-/tmp/ravensp-out}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0a
+# System g++: /opt/gcc's links libstdc++ statically, and every C++ exception then
+# crashes the process instead of raising (see device-test.sh).
+if [ -x /usr/bin/g++ ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++ CUDAHOSTCXX=/usr/bin/g++; fi
 TESTS_K=${1:-}
 SHAPES=${2:-all}
-BUILD=build/kernels${RAVENSP_NCU_SOURCE:+-lineinfo}
+BUILD=build/kernels-sysgcc${RAVENSP_NCU_SOURCE:+-lineinfo}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee "$OUT/machine.txt"
 
 start=$(date +%s)
