@@ -78,6 +78,29 @@ __device__ __forceinline__ void mma_f32(float* C, int ldc, const float* A, int l
   }
 }
 
+// The decayed operands of the off-diagonal products, on the two sides of a
+// reference row r. Before: dst[i][m] = S[i][m] exp(G_rm - G_im) for rows i < rows
+// (all <= r). After: dX[tt][m] = X[t][m] exp(G_tm - G_rm) for t = t0 + tt, t0 > r,
+// and the same for Y into dY when Y is given. No barrier.
+__device__ __forceinline__ void decay_before(float* dst, int lds, const float* S, int lde,
+                                             const float* G, int r, int rows, int ms) {
+  for (int idx = threadIdx.x; idx < rows * ms; idx += blockDim.x) {
+    const int i = idx / ms, m = idx - i * ms;
+    dst[i * lds + m] = S[i * lde + m] * __expf(G[r * lde + m] - G[i * lde + m]);
+  }
+}
+
+__device__ __forceinline__ void decay_after(float* dX, const float* X, float* dY, const float* Y,
+                                            int lds, int lde, const float* G, int r, int t0,
+                                            int rows, int ms) {
+  for (int idx = threadIdx.x; idx < rows * ms; idx += blockDim.x) {
+    const int tt = idx / ms, m = idx - tt * ms, t = t0 + tt;
+    const float w = __expf(G[t * lde + m] - G[r * lde + m]);
+    dX[tt * lds + m] = X[t * lde + m] * w;
+    if (Y != nullptr) dY[tt * lds + m] = Y[t * lde + m] * w;
+  }
+}
+
 // Forward-in-time scores for one slot slice [0, ms):
 //   out[t][m] = mult * (exp(G_tm) * X[t][m] + sum_{i<=t} A[t][i] S[i][m] exp(G_tm - G_im))
 // for t < L (X and out may alias). A is [64][lda] fp32 (lda a multiple of 4);
@@ -99,15 +122,12 @@ __device__ __forceinline__ void gated_scores(float* out, int ldo, const float* X
   }
   // Sub-chunk a against all rows before it, referenced at r = 16a - 1.
   const int lds = ld_scratch(ms);
-  float* Sg = scratch;               // [48][lds]
+  float* Sg = scratch;                   // [48][lds]
   float* Pr = scratch + 3 * kSub * lds;  // [16][lds]
   for (int a = 1; a < kChunk / kSub; ++a) {
     const int r = a * kSub - 1, rows = a * kSub;
     if (rows >= L) break;
-    for (int idx = threadIdx.x; idx < rows * ms; idx += blockDim.x) {
-      const int i = idx / ms, m = idx - i * ms;
-      Sg[i * lds + m] = S[i * lde + m] * __expf(G[r * lde + m] - G[i * lde + m]);
-    }
+    decay_before(Sg, lds, S, lde, G, r, rows, ms);
     __syncthreads();
     mma_f32<kTC, false, false>(Pr, lds, A + rows * lda, lda, Sg, lds, kSub, ms, rows, false);
     __syncthreads();
@@ -148,12 +168,7 @@ __device__ __forceinline__ void gated_rev_sums(float* out, int ldo, const float*
   for (int b = 0; b + 1 < kChunk / kSub; ++b) {
     const int r = b * kSub + kSub - 1, t0 = r + 1, rows = kChunk - t0;
     if (b * kSub >= L) break;
-    for (int idx = threadIdx.x; idx < rows * ms; idx += blockDim.x) {
-      const int tt = idx / ms, m = idx - tt * ms, t = t0 + tt;
-      const float w = __expf(G[t * lde + m] - G[r * lde + m]);
-      Xg[tt * lds + m] = X[t * lde + m] * w;
-      if (B != nullptr) Yg[tt * lds + m] = Y[t * lde + m] * w;
-    }
+    decay_after(Xg, X, Yg, Y, lds, lde, G, r, t0, rows, ms);
     __syncthreads();
     const float* Ab = A + t0 * lda + b * kSub;
     mma_f32<kTC, true, false>(Pr, lds, Ab, lda, Xg, lds, kSub, ms, rows, false);
@@ -185,7 +200,7 @@ __device__ __forceinline__ void gated_pairs(float* R1, const float* X1, float* R
   if (!accumulate)
     for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x) {
       const int t = idx / kChunk, i = idx - t * kChunk;
-      if ((t >> 4) < (i >> 4)) {
+      if (t / kSub < i / kSub) {
         R1[t * ldr + i] = 0.f;
         if (R2 != nullptr) R2[t * ldr + i] = 0.f;
       }
@@ -215,16 +230,8 @@ __device__ __forceinline__ void gated_pairs(float* R1, const float* X1, float* R
   float* X2g = scratch + 4 * kSub * lds;  // [16][lds]
   for (int a = 1; a < kChunk / kSub; ++a) {
     const int r = a * kSub - 1, rows = a * kSub;
-    for (int idx = threadIdx.x; idx < rows * ms; idx += blockDim.x) {
-      const int i = idx / ms, m = idx - i * ms;
-      Sg[i * lds + m] = S[i * lde + m] * __expf(G[r * lde + m] - G[i * lde + m]);
-    }
-    for (int idx = threadIdx.x; idx < kSub * ms; idx += blockDim.x) {
-      const int tt = idx / ms, m = idx - tt * ms, t = rows + tt;
-      const float w = __expf(G[t * lde + m] - G[r * lde + m]);
-      X1g[tt * lds + m] = X1[t * lde + m] * w;
-      if (X2 != nullptr) X2g[tt * lds + m] = X2[t * lde + m] * w;
-    }
+    decay_before(Sg, lds, S, lde, G, r, rows, ms);
+    decay_after(X1g, X1, X2g, X2, lds, lde, G, r, rows, kSub, ms);
     __syncthreads();
     mma_f32<kTC, false, true>(R1 + rows * ldr, ldr, X1g, lds, Sg, lds, kSub, rows, ms, accumulate);
     if (X2 != nullptr)

@@ -54,7 +54,7 @@ __global__ void __launch_bounds__(kThreads) local_states_kernel(
   T* X = W + kChunk * ldw + 64;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
   const int kt = K / kTile;
-  // The token tile first, so its load overlaps the decay's cumulative sum.
+  // The token tile first: the barriers of the decay below also publish it.
   if (z < kt)
     load_tile(X, ldx, k + (cp.tok0 * H + h) * K + z * kTile, static_cast<int64_t>(H) * K, kChunk,
               cp.L, kTile);
