@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The GSA kernel run on the GPU machine (device tool): build with ninja -j16,
-# the GPU tests of the CUDA kernels, compute-sanitizer memcheck on a small
-# case, then the FLA-side-by-side benchmark. Logs and kernels.json go to $OUT.
+# the GPU tests of the CUDA kernels and of the SP op on one GPU (its split
+# passes), compute-sanitizer memcheck on small cases of both, then the
+# FLA-side-by-side benchmark. Logs and kernels.json go to $OUT.
+# RAVENSP_SP_BENCH="<tokens...>" adds the one-GPU SP Raven layer benchmark
+# (sp_gsa vs the unsharded layer) at those tokens per GPU (sp_gsa_1gpu.json).
 # Carry .fla (FLA's fla/ source and fla_autotune_h100.tgz) for the FLA columns.
 # Usage: bash launch/device-kernels.sh [pytest -k expr] [bench --shapes arg]
 # RAVENSP_NCU=1 adds Nsight Compute counters of one fwd+bwd at T=32K (ncu.csv);
@@ -33,7 +36,8 @@ cp $BUILD/python/_C*.so $BUILD/lib/*.so python/ravensp/
 export PYTHONPATH=$PWD/python:$PWD/tests/python
 
 start=$(date +%s)
-python3 -m pytest -q -p no:cacheprovider tests/python/test_gsa_cuda.py ${TESTS_K:+-k "$TESTS_K"} \
+python3 -m pytest -q -p no:cacheprovider tests/python/test_gsa_cuda.py \
+  tests/python/test_sp_gsa_cuda.py ${TESTS_K:+-k "$TESTS_K"} \
   2>&1 | tee "$OUT/test.log" | tail -25
 echo "tests rc=${PIPESTATUS[0]} in $(( $(date +%s) - start )) s"
 
@@ -48,6 +52,12 @@ for dt in (torch.bfloat16, torch.float32):
     o, st = ravensp.chunk_gsa(q, k, v, s, g, 1.0, (hk0, hv0), True, cu_seqlens=cu)
     (o.float().sum() + st[0].sum() + st[1].sum()).backward()
     o, st = ravensp.fused_recurrent_gsa(q, k, v, s, g, 1.0, (hk0, hv0), True, cu_seqlens=cu)
+    # The SP op's split passes: zigzag cut at 50, documents crossing it.
+    import ravensp.distributed as rd
+    grp = rd.init_single(torch.device('cuda'), 'zigzag')
+    q, k, v, s, g = [t.detach().requires_grad_() for t in (q, k, v, s, g)]
+    rd.sp_gsa(q, k, v, s, g, grp, cu_seqlens=cu).float().sum().backward()
+    grp.destroy()
 torch.cuda.synchronize(); print('memcheck case done')
 " > "$OUT/memcheck.log" 2>&1
 echo "memcheck rc=$? in $(( $(date +%s) - start )) s: $(grep -E 'ERROR SUMMARY|memcheck case' "$OUT/memcheck.log" | tr '\n' ' ')"
@@ -62,6 +72,14 @@ if [ "$SHAPES" != "none" ]; then
   echo "bench rc=$? in $(( $(date +%s) - start )) s"
   [ -n "${PROFILE:-}" ] && grep -A14 "Self CUDA" "$OUT/bench.log" | sed -E 's/ravensp::kernels::gsa_cuda::\(anonymous namespace\):://' | cut -c1-92,150-185
   tail -22 "$OUT/bench.log"
+fi
+
+if [ -n "${RAVENSP_SP_BENCH:-}" ]; then
+  start=$(date +%s)
+  python3 -m ravensp.bench.sp_gsa --out "$OUT/sp_gsa_1gpu.json" --tokens $RAVENSP_SP_BENCH \
+    > "$OUT/sp_bench.log" 2>&1
+  echo "sp bench rc=$? in $(( $(date +%s) - start )) s"
+  tail -12 "$OUT/sp_bench.log"
 fi
 
 # Hardware counters of one fwd+bwd at the target shape (B1 H4 K=V=256 M64 T=32K, bf16)

@@ -12,9 +12,13 @@
 
 #include "ravensp/comm.h"
 #include "sp/gsa_plan.h"
-#include "sp/gsa_states.h"
 
 namespace ravensp::sp {
+
+// Per-head states of a segment: hk [B, H, K, M], hv [B, H, M, V], log decay [B, H, M].
+struct SegState {
+  at::Tensor hk, hv, logd;
+};
 
 struct ExchangeFwd {
   std::vector<SegState> incoming;  // per local segment: hk, hv (logd unused)

@@ -1,12 +1,14 @@
 // ravensp::sp_gsa: gated slot attention on this rank's shard of a sequence split
-// over an SP group (DESIGN.md §4). Forward: local end states -> one exchange ->
-// the chunked forward from the incoming states. Backward: the chunked backward
-// from the same states -> one exchange of incoming-state gradients -> the closed
-// form contribution of each segment's end-state gradient.
+// over an SP group (DESIGN.md §4), on the split passes of ops/gsa_split.h.
+// Forward: end states from a zero start -> one exchange, on a side stream while
+// the scores that need no incoming state are computed -> finish with the
+// incoming states. Backward: the gradient at each incoming state -> one
+// exchange -> finish with the gradient arriving at each segment's end.
 #include <torch/autograd.h>
 #include <torch/library.h>
 
 #include "ops/gsa_args.h"
+#include "ops/gsa_split.h"
 #include "ops/op_boundary.h"
 #include "ravensp/check.h"
 #include "ravensp/ops.h"
@@ -14,7 +16,7 @@
 #include "sp/comm_tensor.h"
 #include "sp/gsa_exchange.h"
 #include "sp/gsa_plan.h"
-#include "sp/gsa_states.h"
+#include "sp/side_stream.h"
 #include "sp/handshake.h"
 #include "sp/upload.h"
 
@@ -117,30 +119,36 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
     Call c = prepare(q, k, v, s, g, hk0, hv0, cu, group_handle, layout, mode);
     const GsaPlan& plan = c.plan;
     const int64_t B = q.size(0), H = q.size(2), M = s.size(3);
-    // Per local segment: end state from zero of its last piece, and its log decay.
+    auto split = ops::gsa_fwd_split(flat(q), flat(k), flat(v), flat(s), flat(g), scale,
+                                    c.local_cu, chunk);
+    // Per local segment: the end state from zero of its last piece (per row),
+    // and the segment's log decay.
     std::vector<SegState> local(plan.mine.size());
     for (size_t li = 0; li < plan.mine.size(); ++li) {
       std::vector<Tensor> lk, lv, ld;
       const Segment& sg = plan.info(li).seg;
       for (int64_t b = 0; b < B; ++b) {
-        const Piece& pc = last_piece(plan, b, li);
-        const int64_t off = pc.flat_start - b * plan.local_len;
-        auto [hk, hv] = piece_end_states(k[b].narrow(0, off, pc.length), v[b].narrow(0, off, pc.length),
-                                         s[b].narrow(0, off, pc.length), g[b].narrow(0, off, pc.length),
-                                         c.accum);
-        lk.push_back(hk);
-        lv.push_back(hv);
+        const int64_t pi = &last_piece(plan, b, li) - plan.pieces.data();
+        lk.push_back(split->end_k()[pi].to(c.accum));
+        lv.push_back(split->end_v()[pi].to(c.accum));
         ld.push_back(g[b].narrow(0, sg.local_start, sg.length).to(c.accum).sum(0));
       }
       local[li] = {at::stack(lk), at::stack(lv), at::stack(ld).reshape({B, H, M})};
     }
     const bool has_h0 = hk0.has_value() && hk0->defined();
     const bool has_h0v = hv0.has_value() && hv0->defined();
-    ExchangeFwd ex = exchange_forward(*c.comm, plan, mode, local, has_h0 ? *hk0 : Tensor(),
-                                      has_h0v ? *hv0 : Tensor());
+    ExchangeFwd ex;
+    SideStream side(q.device());
+    side.run([&] {
+      ex = exchange_forward(*c.comm, plan, mode, local, has_h0 ? *hk0 : Tensor(),
+                            has_h0v ? *hv0 : Tensor());
+    });
+    split->overlap();
+    std::vector<Tensor> produced;
+    for (const SegState& st : ex.incoming) produced.insert(produced.end(), {st.hk, st.hv});
+    side.join(produced);
     auto [h0k, h0v] = piece_states(plan, ex.incoming);
-    auto [o, hkT, hvT, p] = ops::gsa_chunk_fwd(flat(q), flat(k), flat(v), flat(s), flat(g), scale,
-                                               h0k, h0v, c.local_cu, chunk);
+    auto [o, p] = split->finish(h0k, h0v);
     std::vector<Tensor> logd;
     for (const SegState& st : local) logd.push_back(st.logd);
     ctx->save_for_backward({q, k, v, s, g, p, h0k, h0v, c.local_cu, at::stack(logd)});
@@ -172,15 +180,10 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
     const int64_t B = q.size(0), L = q.size(1);
     GsaPlan plan = make_gsa_plan(layout, cm.rank(), cm.size(), B, L, cu_host);
     Tensor grad_o = grads[0].defined() ? grads[0] : at::zeros_like(v);
-    auto [dq, dk, dv, ds, dg, dh0k, dh0v] = ops::gsa_chunk_bwd(
-        flat(grad_o.contiguous()), std::nullopt, std::nullopt, flat(q), flat(k), flat(v), flat(s),
-        flat(g), p, ctx->saved_data["scale"].toDouble(), h0k, h0v, local_cu,
-        ctx->saved_data["chunk"].toInt());
-    dq = dq.reshape(q.sizes());
-    dk = dk.reshape(k.sizes());
-    dv = dv.reshape(v.sizes());
-    ds = ds.reshape(s.sizes());
-    dg = dg.reshape(g.sizes());
+    auto split = ops::gsa_bwd_split(flat(grad_o.contiguous()), flat(q), flat(k), flat(v),
+                                    flat(s), flat(g), p, ctx->saved_data["scale"].toDouble(),
+                                    h0k, h0v, local_cu, ctx->saved_data["chunk"].toInt());
+    const Tensor &dh0k = split->grad_in_k(), &dh0v = split->grad_in_v();
     // Gradients at each local segment's incoming state: its first piece's dh0.
     const int64_t nloc = plan.mine.size();
     std::vector<SegState> grad_in(nloc);
@@ -199,19 +202,19 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
       logd[li] = logd_all[li];
     }
     ExchangeBwd ex = exchange_backward(cm, plan, mode, grad_in, logd);
-    // Each segment's end-state gradient flows into its last piece's tokens.
-    for (int64_t li = 0; li < nloc; ++li)
-      for (int64_t b = 0; b < B; ++b) {
-        const Piece& pc = last_piece(plan, b, li);
-        const int64_t off = pc.flat_start - b * L;
-        size_t pi = &pc - plan.pieces.data();
-        // The piece's own initial state matters only when it also starts the segment.
-        Tensor pk = pc.first_of_segment ? h0k[pi] : Tensor();
-        Tensor pv = pc.first_of_segment ? h0v[pi] : Tensor();
-        auto sl = [&](const Tensor& t) { return t[b].narrow(0, off, pc.length); };
-        add_final_state_grads(sl(k), sl(v), sl(s), sl(g), pk, pv, ex.grad_end[li].hk[b],
-                              ex.grad_end[li].hv[b], sl(dk), sl(dv), sl(ds), sl(dg));
-      }
+    // Each segment's end-state gradient enters at its last piece's end.
+    std::vector<Tensor> end_k, end_v;
+    for (const Piece& pc : plan.pieces) {
+      const SegState& ge = ex.grad_end[pc.local_seg];
+      end_k.push_back(pc.last_of_segment ? ge.hk[pc.row] : at::zeros_like(ge.hk[pc.row]));
+      end_v.push_back(pc.last_of_segment ? ge.hv[pc.row] : at::zeros_like(ge.hv[pc.row]));
+    }
+    auto [dq, dk, dv, ds, dg] = split->finish(at::stack(end_k), at::stack(end_v));
+    dq = dq.reshape(q.sizes());
+    dk = dk.reshape(k.sizes());
+    dv = dv.reshape(v.sizes());
+    ds = ds.reshape(s.sizes());
+    dg = dg.reshape(g.sizes());
     Tensor gh0k, gh0v;
     const int64_t hk_dt = ctx->saved_data["hk0_dtype"].toInt(),
                   hv_dt = ctx->saved_data["hv0_dtype"].toInt();

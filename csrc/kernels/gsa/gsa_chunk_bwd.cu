@@ -38,16 +38,22 @@ size_t gsa_chunk_bwd_workspace_bytes(const GsaBwdParams& P) {
   return c.bytes();
 }
 
-void gsa_chunk_bwd_cuda(const GsaBwdParams& P, void* workspace, cudaStream_t stream) {
-  gsa_cuda_check_supported("gsa_chunk_bwd", P.shape, P.dtype, P.chunk_size);
-  RAVENSP_CHECK(P.accum_dtype == DType::kFloat32, "gsa_chunk_bwd: CUDA accumulates in float32, "
-                "got accum dtype ", dtype_name(P.accum_dtype));
-  RAVENSP_CHECK(P.d_o && P.dq && P.dk && P.dv && P.ds && P.dg,
-                "gsa_chunk_bwd: d_o and the gradients dq, dk, dv, ds, dg must be non-null");
-  gsa_cuda::Carver c(workspace);
-  gsa_cuda::BwdBufs b;
-  float* p_ws = nullptr;
-  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws);
+namespace {
+
+void check_bwd(const char* fn, const GsaBwdParams& P) {
+  gsa_cuda_check_supported(fn, P.shape, P.dtype, P.chunk_size);
+  RAVENSP_CHECK(P.accum_dtype == DType::kFloat32, fn, ": CUDA accumulates in float32, got accum "
+                "dtype ", dtype_name(P.accum_dtype));
+  RAVENSP_CHECK(P.d_o && P.dq && P.dk && P.dv && P.ds && P.dg, fn,
+                ": d_o and the gradients dq, dk, dv, ds, dg must be non-null");
+}
+
+// Up to the reverse scan: the forward's chunk states from hk0/hv0, p when the
+// forward did not save it, du and the local state gradients, then the scan
+// from the end-state gradient (end_k, end_v; nullptr = zero). Returns p.
+const float* bwd_front(const gsa_cuda::Plan& pl, const GsaBwdParams& P,
+                       const gsa_cuda::BwdBufs& b, float* p_ws, const float* end_k,
+                       const float* end_v, float* gcum, cudaStream_t stream) {
   gsa_cuda::launch_chunk_map(pl, stream);
   gsa_cuda::launch_local_states(pl, P.k, P.v, P.s, P.g, stream);
   gsa_cuda::launch_combine(pl, false, pl.hk, pl.hv, static_cast<const float*>(P.hk0),
@@ -65,11 +71,57 @@ void gsa_chunk_bwd_cuda(const GsaBwdParams& P, void* workspace, cudaStream_t str
     p = p_ws;
   }
   gsa_cuda::launch_bwd_scores(pl, P, p, b, stream);
-  gsa_cuda::launch_combine(pl, true, b.dhk, b.dhv, static_cast<const float*>(P.dhkT),
-                           static_cast<const float*>(P.dhvT), static_cast<float*>(P.dhk0),
-                           static_cast<float*>(P.dhv0), stream);
+  gsa_cuda::launch_combine(pl, true, b.dhk, b.dhv, end_k, end_v, static_cast<float*>(P.dhk0),
+                           static_cast<float*>(P.dhv0), stream, gcum);
+  return p;
+}
+
+}  // namespace
+
+void gsa_chunk_bwd_cuda(const GsaBwdParams& P, void* workspace, cudaStream_t stream) {
+  check_bwd("gsa_chunk_bwd", P);
+  gsa_cuda::Carver c(workspace);
+  gsa_cuda::BwdBufs b;
+  float* p_ws = nullptr;
+  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws);
+  const float* p = bwd_front(pl, P, b, p_ws, static_cast<const float*>(P.dhkT),
+                             static_cast<const float*>(P.dhvT), nullptr, stream);
   gsa_cuda::launch_bwd_ds(pl, P, p, b, stream);
   gsa_cuda::launch_bwd_dqkv(pl, P, b, stream);
+}
+
+size_t gsa_chunk_bwd_split_workspace_bytes(const GsaBwdParams& P) {
+  gsa_cuda::Carver c(nullptr);
+  gsa_cuda::BwdBufs b;
+  float* p_ws = nullptr;
+  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws);
+  c.take<float>(pl.NC * pl.H * pl.M);
+  return c.bytes();
+}
+
+void gsa_chunk_bwd_split_cuda(const GsaBwdParams& P, SplitPhase phase, void* workspace,
+                              cudaStream_t stream) {
+  check_bwd("gsa_chunk_bwd (split)", P);
+  gsa_cuda::Carver c(workspace);
+  gsa_cuda::BwdBufs b;
+  float* p_ws = nullptr;
+  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws);
+  float* gcum = c.take<float>(pl.NC * pl.H * pl.M);
+  switch (phase) {
+    case SplitPhase::kBegin:
+      bwd_front(pl, P, b, p_ws, nullptr, nullptr, gcum, stream);
+      return;
+    case SplitPhase::kFinish: {
+      const float* p = P.p != nullptr ? static_cast<const float*>(P.p) : p_ws;
+      gsa_cuda::launch_shift_states(pl, gcum, static_cast<const float*>(P.dhkT),
+                                    static_cast<const float*>(P.dhvT), b.dhk, b.dhv, stream);
+      gsa_cuda::launch_bwd_ds(pl, P, p, b, stream);
+      gsa_cuda::launch_bwd_dqkv(pl, P, b, stream);
+      return;
+    }
+    case SplitPhase::kOverlap: break;
+  }
+  RAVENSP_CHECK(false, "gsa_chunk_bwd (split): the backward has phases kBegin and kFinish only");
 }
 
 }  // namespace ravensp::kernels

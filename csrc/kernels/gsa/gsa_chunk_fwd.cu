@@ -31,12 +31,14 @@ struct Pass1Smem {
   }
 };
 
-// grid (NC, H): p[t] = softmax(scale * (exp(G_t) * (q_t^T Hk) + intra)).
+// grid (NC, H): p[t] = softmax(scale * (exp(G_t) * (q_t^T Hk) + intra)), or with
+// raw the scaled scores before the softmax (the split forward adds the incoming
+// state's term to them later).
 template <typename T>
 __global__ void __launch_bounds__(kThreads) pass1_kernel(
     ChunkMap cm, int H, int K, int M, float scale, const T* __restrict__ q,
     const T* __restrict__ k, const T* __restrict__ s, const T* __restrict__ g,
-    const float* __restrict__ hk, float* __restrict__ p) {
+    const float* __restrict__ hk, float* __restrict__ p, bool raw) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const Pass1Smem<T> L_(M);
@@ -73,19 +75,14 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
     gated_scores<kTC>(U + m0, L_.ldu, U + m0, L_.ldu, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS,
                       scale, reinterpret_cast<float*>(Xs));
   }
-  // Slot softmax: one warp per token row.
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int t = warp; t < cp.L; t += kThreads / 32) {
-    const float* ut = U + t * L_.ldu;
-    float mx = -INFINITY;
-    for (int m = lane; m < M; m += 32) mx = fmaxf(mx, ut[m]);
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float sum = 0.f;
-    for (int m = lane; m < M; m += 32) sum += __expf(ut[m] - mx);
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    const float inv = 1.f / sum;
-    float* pt = p + tokM + t * rowM;
-    for (int m = lane; m < M; m += 32) pt[m] = __expf(ut[m] - mx) * inv;
+  if (raw) {
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < cp.L * M; idx += blockDim.x) {
+      const int t = idx / M, m = idx - t * M;
+      p[tokM + t * rowM + m] = U[t * L_.ldu + m];
+    }
+  } else {
+    softmax_rows(U, L_.ldu, cp.L, M, p + tokM, rowM);
   }
 }
 
@@ -166,13 +163,14 @@ __global__ void __launch_bounds__(kThreads) pass2_kernel(
 }
 
 template <typename T>
-void pass1_typed(const Plan& pl, const GsaFwdParams& P, float* p_out, cudaStream_t stream) {
+void pass1_typed(const Plan& pl, const GsaFwdParams& P, float* p_out, cudaStream_t stream,
+                 bool raw) {
   const size_t smem = Pass1Smem<T>(static_cast<int>(pl.M)).bytes();
   set_smem(pass1_kernel<T>, smem, "gsa pass1_kernel");
   pass1_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.M, static_cast<float>(P.scale), static_cast<const T*>(P.q),
       static_cast<const T*>(P.k), static_cast<const T*>(P.s), static_cast<const T*>(P.g), pl.hk,
-      p_out);
+      p_out, raw);
   RAVENSP_LAUNCH_CHECK("gsa pass1_kernel");
 }
 
@@ -188,11 +186,12 @@ void pass2_typed(const Plan& pl, const GsaFwdParams& P, const float* p, cudaStre
 
 }  // namespace
 
-void launch_pass1(const Plan& pl, const GsaFwdParams& P, float* p_out, cudaStream_t stream) {
+void launch_pass1(const Plan& pl, const GsaFwdParams& P, float* p_out, cudaStream_t stream,
+                  bool raw) {
   switch (pl.dtype) {
-    case DType::kBFloat16: return pass1_typed<__nv_bfloat16>(pl, P, p_out, stream);
-    case DType::kFloat16: return pass1_typed<__half>(pl, P, p_out, stream);
-    default: return pass1_typed<float>(pl, P, p_out, stream);
+    case DType::kBFloat16: return pass1_typed<__nv_bfloat16>(pl, P, p_out, stream, raw);
+    case DType::kFloat16: return pass1_typed<__half>(pl, P, p_out, stream, raw);
+    default: return pass1_typed<float>(pl, P, p_out, stream, raw);
   }
 }
 
@@ -214,6 +213,23 @@ gsa_cuda::Plan plan_fwd(const GsaFwdParams& P, gsa_cuda::Carver& c) {
   return pl;
 }
 
+void check_fwd(const char* fn, const GsaFwdParams& P) {
+  gsa_cuda_check_supported(fn, P.shape, P.dtype, P.chunk_size);
+  RAVENSP_CHECK(P.accum_dtype == DType::kFloat32, fn, ": CUDA accumulates in float32, got accum "
+                "dtype ", dtype_name(P.accum_dtype));
+  RAVENSP_CHECK(P.o != nullptr, fn, ": output o is null");
+}
+
+// Chunk map, local states and the scan from (init_k, init_v; nullptr = zero):
+// chunk-start states in the plan's buffers, end states into hkT/hvT when set.
+void fwd_states(const gsa_cuda::Plan& pl, const GsaFwdParams& P, const float* init_k,
+                const float* init_v, float* gcum, cudaStream_t stream) {
+  gsa_cuda::launch_chunk_map(pl, stream);
+  gsa_cuda::launch_local_states(pl, P.k, P.v, P.s, P.g, stream);
+  gsa_cuda::launch_combine(pl, false, pl.hk, pl.hv, init_k, init_v, static_cast<float*>(P.hkT),
+                           static_cast<float*>(P.hvT), stream, gcum);
+}
+
 }  // namespace
 
 size_t gsa_chunk_fwd_workspace_bytes(const GsaFwdParams& P) {
@@ -224,20 +240,46 @@ size_t gsa_chunk_fwd_workspace_bytes(const GsaFwdParams& P) {
 }
 
 void gsa_chunk_fwd_cuda(const GsaFwdParams& P, void* workspace, cudaStream_t stream) {
-  gsa_cuda_check_supported("gsa_chunk_fwd", P.shape, P.dtype, P.chunk_size);
-  RAVENSP_CHECK(P.accum_dtype == DType::kFloat32, "gsa_chunk_fwd: CUDA accumulates in float32, "
-                "got accum dtype ", dtype_name(P.accum_dtype));
-  RAVENSP_CHECK(P.o != nullptr, "gsa_chunk_fwd: output o is null");
+  check_fwd("gsa_chunk_fwd", P);
   gsa_cuda::Carver c(workspace);
   gsa_cuda::Plan pl = plan_fwd(P, c);
   float* p = P.p != nullptr ? static_cast<float*>(P.p) : c.take<float>(pl.tokens * pl.H * pl.M);
-  gsa_cuda::launch_chunk_map(pl, stream);
-  gsa_cuda::launch_local_states(pl, P.k, P.v, P.s, P.g, stream);
-  gsa_cuda::launch_combine(pl, false, pl.hk, pl.hv, static_cast<const float*>(P.hk0),
-                           static_cast<const float*>(P.hv0), static_cast<float*>(P.hkT),
-                           static_cast<float*>(P.hvT), stream);
+  fwd_states(pl, P, static_cast<const float*>(P.hk0), static_cast<const float*>(P.hv0), nullptr,
+             stream);
   gsa_cuda::launch_pass1(pl, P, p, stream);
   gsa_cuda::launch_pass2(pl, P, p, stream);
+}
+
+size_t gsa_chunk_fwd_split_workspace_bytes(const GsaFwdParams& P) {
+  gsa_cuda::Carver c(nullptr);
+  gsa_cuda::Plan pl = plan_fwd(P, c);
+  c.take<float>(pl.NC * pl.H * pl.M);
+  return c.bytes();
+}
+
+void gsa_chunk_fwd_split_cuda(const GsaFwdParams& P, SplitPhase phase, void* workspace,
+                              cudaStream_t stream) {
+  check_fwd("gsa_chunk_fwd (split)", P);
+  RAVENSP_CHECK(P.p != nullptr, "gsa_chunk_fwd (split): p must be non-null (the scores live "
+                "there between the phases)");
+  gsa_cuda::Carver c(workspace);
+  gsa_cuda::Plan pl = plan_fwd(P, c);
+  float* gcum = c.take<float>(pl.NC * pl.H * pl.M);
+  float* p = static_cast<float*>(P.p);
+  switch (phase) {
+    case SplitPhase::kBegin:
+      fwd_states(pl, P, nullptr, nullptr, gcum, stream);
+      return;
+    case SplitPhase::kOverlap:
+      gsa_cuda::launch_pass1(pl, P, p, stream, /*raw=*/true);
+      return;
+    case SplitPhase::kFinish:
+      gsa_cuda::launch_inter_softmax(pl, P, gcum, p, stream);
+      gsa_cuda::launch_shift_states(pl, gcum, nullptr, static_cast<const float*>(P.hv0), pl.hk,
+                                    pl.hv, stream);
+      gsa_cuda::launch_pass2(pl, P, p, stream);
+      return;
+  }
 }
 
 }  // namespace ravensp::kernels

@@ -20,6 +20,35 @@ void gsa_chunk_fwd_cuda(const GsaFwdParams& params, void* workspace, cudaStream_
 size_t gsa_chunk_bwd_workspace_bytes(const GsaBwdParams& params);
 void gsa_chunk_bwd_cuda(const GsaBwdParams& params, void* workspace, cudaStream_t stream);
 
+// The chunked passes split at the initial state, for sequence parallelism: a
+// rank must send its shard's end state before it can know the state entering
+// the shard. Every chunk state is linear in the initial state (or, backward,
+// in the end-state gradient), so the phases run the scan from zero, expose
+// what the ranks exchange, and fold the exchanged state in afterwards with
+// nothing computed twice (gsa_split.cu). Each phase of one pass takes the same
+// params and workspace (from *_split_workspace_bytes), in the order below.
+//   forward  kBegin:   chunk states from a zero initial state; hkT/hvT get each
+//                      sequence's end state (what the ranks exchange)
+//            kOverlap: the scores of the zero-start states into p, before the
+//                      softmax: needs no incoming state, so it runs while the
+//                      end states are in flight
+//            kFinish:  hk0/hv0 now hold the incoming states (nullptr: zero): their
+//                      term joins the scores, the softmax goes to p, pass 2 to o
+//   backward kBegin:   the forward's states from hk0/hv0, du, the local state
+//                      gradients and the reverse scan with a zero end-state
+//                      gradient; dhk0/dhv0 get the gradient at the initial state
+//                      (what the ranks exchange)
+//            kFinish:  dhkT/dhvT hold the end-state gradients (nullptr: zero):
+//                      they join the chunk gradients, then ds, dg, dq, dk, dv
+// p must be non-null in the forward's params; the backward has no kOverlap.
+enum class SplitPhase { kBegin, kOverlap, kFinish };
+size_t gsa_chunk_fwd_split_workspace_bytes(const GsaFwdParams& params);
+void gsa_chunk_fwd_split_cuda(const GsaFwdParams& params, SplitPhase phase, void* workspace,
+                              cudaStream_t stream);
+size_t gsa_chunk_bwd_split_workspace_bytes(const GsaBwdParams& params);
+void gsa_chunk_bwd_split_cuda(const GsaBwdParams& params, SplitPhase phase, void* workspace,
+                              cudaStream_t stream);
+
 // Token-by-token forward for decoding (short T, state in and out): one kernel
 // per pass that keeps its state columns in registers.
 size_t gsa_recurrent_fwd_workspace_bytes(const GsaFwdParams& params);

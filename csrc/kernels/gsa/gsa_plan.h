@@ -65,12 +65,28 @@ void launch_local_states(const Plan& plan, const void* k, const void* v, const v
 // Forward scan over chunks: hk/hv become chunk-start states; final states are
 // written to hkT/hvT when not null. Reverse: the buffers hold local state
 // gradients and become the gradients at each chunk's end; d0 gets the start.
+// gcum, when not null ([NC, H, M]), gets the log decay between the scan's start
+// and each chunk: the sequence start to the chunk's start (forward) or the
+// chunk's end to the sequence end (reverse); the split phases shift the chunk
+// states by an initial state (or gradient) decayed by it.
 void launch_combine(const Plan& plan, bool reverse, float* bk, float* bv, const float* init_k,
-                    const float* init_v, float* out_k, float* out_v, cudaStream_t stream);
+                    const float* init_v, float* out_k, float* out_v, cudaStream_t stream,
+                    float* gcum = nullptr);
 
 // gsa_chunk_fwd.cu
-void launch_pass1(const Plan& plan, const GsaFwdParams& P, float* p_out, cudaStream_t stream);
+// raw: write the scaled pre-softmax scores to p_out instead of the softmax.
+void launch_pass1(const Plan& plan, const GsaFwdParams& P, float* p_out, cudaStream_t stream,
+                  bool raw = false);
 void launch_pass2(const Plan& plan, const GsaFwdParams& P, const float* p, cudaStream_t stream);
+
+// gsa_split.cu (the split phases): the incoming key state's term added to the
+// zero-start scores in p (raw pass 1), then the softmax, in place; P.hk0 is the
+// incoming state per sequence (nullptr: zero).
+void launch_inter_softmax(const Plan& plan, const GsaFwdParams& P, const float* gcum, float* p,
+                          cudaStream_t stream);
+// bk[j] += exp(gcum[j]) (.) vk[seq(j)], bv likewise (null vectors are skipped).
+void launch_shift_states(const Plan& plan, const float* gcum, const float* vk, const float* vv,
+                         float* bk, float* bv, cudaStream_t stream);
 
 // gsa_bwd_scores.cu: per chunk du, p*dp + u*du, and the local state gradients
 // (written into b.dhk / b.dhv before the reverse scan).

@@ -86,7 +86,7 @@ __global__ void __launch_bounds__(kThreads) local_states_kernel(
 __global__ void __launch_bounds__(kThreads) combine_kernel(
     const int64_t* __restrict__ off, int H, int K, int V, int M, bool reverse, float* bk,
     float* bv, const float* __restrict__ gl, const float* __restrict__ init_k,
-    const float* __restrict__ init_v, float* out_k, float* out_v) {
+    const float* __restrict__ init_v, float* out_k, float* out_v, float* gcum) {
   const int64_t nh = blockIdx.x, KM = static_cast<int64_t>(K) * M, MV = static_cast<int64_t>(M) * V;
   const int64_t e = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (e >= KM + MV) return;
@@ -100,6 +100,10 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(
   const int64_t stride = H * size, eoff = h * size + el;
   const int64_t first = off[n], nc = off[n + 1] - first;
   float run = init ? init[nh * size + el] : 0.f;
+  // One thread per (sequence, head, slot) also carries the log decay the scan
+  // has applied so far: gcum[j] = sum of gl over the chunks before j in scan order.
+  float* gout = gcum != nullptr && is_k && el < M ? gcum : nullptr;
+  float lrun = 0.f;
   // Groups of 16 chunks: the 16 loads are issued before the group's stores, so
   // each thread keeps 16 DRAM requests in flight (4 left the scan latency-bound).
   constexpr int kGroup = 16;
@@ -119,13 +123,23 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(
       buf[idx[u]] = run;
       run = fmaf(run, __expf(dec[u]), loc[u]);
     }
+    if (gout != nullptr)
+      for (int u = 0; u < kGroup; ++u) {
+        const int64_t j = first + (reverse ? nc - 1 - (step + u) : step + u);
+        gout[(j * H + h) * M + m] = lrun;
+        lrun += dec[u];
+      }
   }
   for (; step < nc; ++step) {
     const int64_t j = first + (reverse ? nc - 1 - step : step);
     const int64_t idx = j * stride + eoff;
-    const float loc = buf[idx];
+    const float loc = buf[idx], dec = gl[(j * H + h) * M + m];
     buf[idx] = run;
-    run = fmaf(run, __expf(gl[(j * H + h) * M + m]), loc);
+    run = fmaf(run, __expf(dec), loc);
+    if (gout != nullptr) {
+      gout[(j * H + h) * M + m] = lrun;
+      lrun += dec;
+    }
   }
   if (out) out[nh * size + el] = run;
 }
@@ -188,11 +202,12 @@ void launch_local_states(const Plan& p, const void* k, const void* v, const void
 }
 
 void launch_combine(const Plan& p, bool reverse, float* bk, float* bv, const float* init_k,
-                    const float* init_v, float* out_k, float* out_v, cudaStream_t stream) {
+                    const float* init_v, float* out_k, float* out_v, cudaStream_t stream,
+                    float* gcum) {
   const int64_t E = p.K * p.M + p.M * p.V;
   dim3 grid(p.N * p.H, (E + kThreads - 1) / kThreads);
   combine_kernel<<<grid, kThreads, 0, stream>>>(p.seq_chunk_off, p.H, p.K, p.V, p.M, reverse, bk,
-                                                bv, p.gl, init_k, init_v, out_k, out_v);
+                                                bv, p.gl, init_k, init_v, out_k, out_v, gcum);
   RAVENSP_LAUNCH_CHECK("gsa combine_kernel");
 }
 

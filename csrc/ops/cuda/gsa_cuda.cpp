@@ -11,6 +11,7 @@
 
 #include "kernels/gsa/gsa_cuda.h"
 #include "kernels/gsa/params.h"
+#include "ops/cuda/gsa_cuda_glue.h"
 #include "ops/gsa_args.h"
 #include "ops/gsa_params.h"
 #include "ops/op_boundary.h"
@@ -25,39 +26,12 @@ using Fwd3 = std::tuple<Tensor, Tensor, Tensor>;
 using Fwd4 = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 using Bwd7 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
-constexpr int64_t kCudaChunk = 64;
-
-
-// Checks shared with the CPU path plus the CUDA table; fills the shape with
-// device and host offsets.
-GsaArgs check_cuda(const char* fn, const Tensor& q, const Tensor& k, const Tensor& v,
-                   const Tensor& s, const Tensor& g, const OptTensor& hk0, const OptTensor& hv0,
-                   const OptTensor& cu, int64_t chunk_size, kernels::GsaShape& shape) {
-  GsaArgs a = check_gsa_args(fn, q, k, v, s, g, hk0, hv0, cu);
-  kernels::gsa_cuda_check_supported(fn, a.shape, to_kernel_dtype(q.scalar_type()), chunk_size);
-  shape = a.shape;
-  shape.cu_seqlens = a.cu_host.empty() ? nullptr : a.cu_dev.data_ptr<int64_t>();
-  shape.cu_seqlens_host = a.cu_host.empty() ? nullptr : a.cu_host.data();
-  return a;
-}
-
-Tensor workspace(size_t bytes, const Tensor& like) {
-  return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
-}
-
-// CUDA computes in the input dtype with fp32 states.
-GsaInputs device_inputs(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
-                        const Tensor& g, const OptTensor& hk0, const OptTensor& hv0) {
-  return {q.contiguous(), k.contiguous(), v.contiguous(), s.contiguous(), g.contiguous(),
-          state_or_undef(hk0, at::kFloat), state_or_undef(hv0, at::kFloat)};
-}
-
 Fwd4 run_fwd(const char* fn, bool recurrent, const Tensor& q_, const Tensor& k_,
              const Tensor& v_, const Tensor& s_, const Tensor& g_, double scale,
              const OptTensor& hk0_, const OptTensor& hv0_, const OptTensor& cu,
              int64_t chunk_size) {
-  kernels::GsaShape shape;
-  GsaArgs a = check_cuda(fn, q_, k_, v_, s_, g_, hk0_, hv0_, cu, chunk_size, shape);
+  GsaArgs a = check_cuda(fn, q_, k_, v_, s_, g_, hk0_, hv0_, cu, chunk_size);
+  const kernels::GsaShape shape = cuda_shape(a);
   const c10::cuda::CUDAGuard guard(q_.device());
   GsaInputs in = device_inputs(q_, k_, v_, s_, g_, hk0_, hv0_);
   GsaFwdOutputs out = alloc_fwd_outputs(a, in, at::kFloat, !recurrent);
@@ -78,8 +52,8 @@ Bwd7 run_bwd(const char* fn, const Tensor& grad_o, const OptTensor& grad_hkT,
              const Tensor& s_, const Tensor& g_, const Tensor* p_, double scale,
              const OptTensor& hk0_, const OptTensor& hv0_, const OptTensor& cu,
              int64_t chunk_size) {
-  kernels::GsaShape shape;
-  GsaArgs a = check_cuda(fn, q_, k_, v_, s_, g_, hk0_, hv0_, cu, chunk_size, shape);
+  GsaArgs a = check_cuda(fn, q_, k_, v_, s_, g_, hk0_, hv0_, cu, chunk_size);
+  const kernels::GsaShape shape = cuda_shape(a);
   check_bwd_args(fn, a, grad_o, p_, grad_hkT, grad_hvT, q_, v_, s_);
   const c10::cuda::CUDAGuard guard(q_.device());
   GsaInputs in = device_inputs(q_, k_, v_, s_, g_, hk0_, hv0_);

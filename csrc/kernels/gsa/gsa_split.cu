@@ -1,0 +1,130 @@
+// The two kernels only the split phases need (gsa_cuda.h, SplitPhase). The
+// split runs the chunk states from a zero initial state, so that their end
+// states can be exchanged before the real initial state is known; afterwards
+// that state enters in closed form, because every chunk state is linear in it:
+//   H_c = H_c(zero start) + exp(gcum_c) (.) H_in      (forward, per slot)
+//   dH_c = dH_c(zero end) + exp(gcum_c) (.) dH_end    (backward)
+// with gcum_c the log decay the scan applied between its start and chunk c.
+// inter_softmax adds the key state's term to the zero-start scores (pass 1)
+// and takes the softmax; shift_states applies the relation to the value states
+// (forward) or to both state gradients (backward) in place.
+#include "kernels/gsa/gsa_common.cuh"
+#include "kernels/gsa/gsa_gemm.cuh"
+#include "kernels/gsa/gsa_launch.cuh"
+#include "kernels/gsa/gsa_plan.h"
+
+namespace ravensp::kernels::gsa_cuda {
+namespace {
+
+template <typename T>
+struct InterSmem {
+  int MS, ldu, lde, ldx;
+  __host__ __device__ explicit InterSmem(int M)
+      : MS(slice_of(M)), ldu(ld_of<float>(M)), lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)) {}
+  __host__ __device__ size_t bytes() const {
+    return static_cast<size_t>(kChunk) * (ldu + lde) * sizeof(float) +
+           2 * static_cast<size_t>(kChunk) * ldx * sizeof(T);
+  }
+};
+
+// grid (NC, H): u_t = u0_t + scale * exp(gcum_c + G_t) (.) (q_t^T Hin), p_t =
+// softmax(u_t), in place in p (which holds u0). Hin is the incoming key state
+// of the chunk's sequence, G the cumulative decay inside the chunk.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) inter_softmax_kernel(
+    ChunkMap cm, int H, int K, int M, float scale, const T* __restrict__ q,
+    const T* __restrict__ g, const float* __restrict__ gcum, const float* __restrict__ hk_in,
+    float* p) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const InterSmem<T> L_(M);
+  float* U = reinterpret_cast<float*>(smem_raw);
+  float* Gs = U + kChunk * L_.ldu;
+  T* Xs = reinterpret_cast<T*>(Gs + kChunk * L_.lde);
+  T* Ys = Xs + kChunk * L_.ldx;
+  const ChunkPos cp = chunk_pos(cm, blockIdx.x);
+  const int h = blockIdx.y, MS = L_.MS;
+  const int64_t unit = cp.j * H + h;
+  const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
+  const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
+  if (hk_in == nullptr) {  // zero incoming state: the scores are complete
+    load_tile(U, L_.ldu, p + tokM, rowM, kChunk, cp.L, M);
+    __syncthreads();
+    softmax_rows(U, L_.ldu, cp.L, M, p + tokM, rowM);
+    return;
+  }
+  const float* hin = hk_in + (static_cast<int64_t>(cp.n) * H + h) * K * M;
+  for (int m0 = 0; m0 < M; m0 += MS) {
+    for (int kt = 0; kt < K / kTile; ++kt) {
+      load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+      load_tile(Ys, L_.ldx, hin + static_cast<int64_t>(kt) * kTile * M + m0,
+                static_cast<int64_t>(M), kTile, kTile, MS);
+      __syncthreads();
+      block_mma<false, false>(U + m0, L_.ldu, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
+      __syncthreads();
+    }
+    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
+      const int t = idx / MS, m = idx - t * MS;
+      float* u = U + t * L_.ldu + m0 + m;
+      *u = p[tokM + t * rowM + m0 + m] +
+           scale * __expf(gcum[unit * M + m0 + m] + Gs[t * L_.lde + m]) * *u;
+    }
+    __syncthreads();
+  }
+  softmax_rows(U, L_.ldu, cp.L, M, p + tokM, rowM);
+}
+
+// grid (NC * H, ceil((K*M + M*V) / 256)): bk[j] += exp(gcum[j]) (.) vk[n(j)]
+// and bv[j] += exp(gcum[j]) (.) vv[n(j)], the decay indexed by each element's
+// slot; a null vector leaves its buffer alone.
+__global__ void __launch_bounds__(kThreads) shift_states_kernel(
+    const int32_t* __restrict__ chunk_seq, int H, int K, int V, int M,
+    const float* __restrict__ gcum, const float* __restrict__ vk, const float* __restrict__ vv,
+    float* bk, float* bv) {
+  const int64_t unit = blockIdx.x, KM = static_cast<int64_t>(K) * M,
+                MV = static_cast<int64_t>(M) * V;
+  const int64_t e = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (e >= KM + MV) return;
+  const bool is_k = e < KM;
+  const float* vec = is_k ? vk : vv;
+  if (vec == nullptr) return;
+  const int64_t el = is_k ? e : e - KM, size = is_k ? KM : MV;
+  const int m = static_cast<int>(is_k ? el % M : el / V);
+  const int64_t j = unit / H, h = unit % H, n = chunk_seq[j];
+  float* buf = is_k ? bk : bv;
+  buf[unit * size + el] += __expf(gcum[unit * M + m]) * vec[(n * H + h) * size + el];
+}
+
+template <typename T>
+void inter_softmax_typed(const Plan& pl, const GsaFwdParams& P, const float* gcum, float* p,
+                         cudaStream_t stream) {
+  const size_t smem = InterSmem<T>(static_cast<int>(pl.M)).bytes();
+  set_smem(inter_softmax_kernel<T>, smem, "gsa inter_softmax_kernel");
+  inter_softmax_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
+      chunk_map(pl), pl.H, pl.K, pl.M, static_cast<float>(P.scale), static_cast<const T*>(P.q),
+      static_cast<const T*>(P.g), gcum, static_cast<const float*>(P.hk0), p);
+  RAVENSP_LAUNCH_CHECK("gsa inter_softmax_kernel");
+}
+
+}  // namespace
+
+void launch_inter_softmax(const Plan& pl, const GsaFwdParams& P, const float* gcum, float* p,
+                          cudaStream_t stream) {
+  switch (pl.dtype) {
+    case DType::kBFloat16: return inter_softmax_typed<__nv_bfloat16>(pl, P, gcum, p, stream);
+    case DType::kFloat16: return inter_softmax_typed<__half>(pl, P, gcum, p, stream);
+    default: return inter_softmax_typed<float>(pl, P, gcum, p, stream);
+  }
+}
+
+void launch_shift_states(const Plan& pl, const float* gcum, const float* vk, const float* vv,
+                         float* bk, float* bv, cudaStream_t stream) {
+  if (vk == nullptr && vv == nullptr) return;
+  const int64_t E = pl.K * pl.M + pl.M * pl.V;
+  dim3 grid(pl.NC * pl.H, (E + kThreads - 1) / kThreads);
+  shift_states_kernel<<<grid, kThreads, 0, stream>>>(pl.chunk_seq, pl.H, pl.K, pl.V, pl.M, gcum,
+                                                     vk, vv, bk, bv);
+  RAVENSP_LAUNCH_CHECK("gsa shift_states_kernel");
+}
+
+}  // namespace ravensp::kernels::gsa_cuda
