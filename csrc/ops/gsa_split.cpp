@@ -46,6 +46,7 @@ class RefBwdSplit final : public GsaBwdSplit {
     grad_in_k_ = std::get<5>(r);
     grad_in_v_ = std::get<6>(r);
   }
+  void overlap() override {}
   GsaGrads finish(const Tensor& dhkT, const Tensor& dhvT) override {
     auto [dq, dk, dv, ds, dg, dhk0, dhv0] = run(dhkT, dhvT);
     return {dq, dk, dv, ds, dg};

@@ -8,8 +8,8 @@
 //             state, issued while the exchange is in flight;  finish(incoming
 //             states) -> o, p.
 //   backward: begin: the gradient at the initial state for a zero end-state
-//             gradient, the payload;  finish(end-state gradients) -> dq, dk,
-//             dv, ds, dg.
+//             gradient, the payload;  overlap(): work that needs no end-state
+//             gradient;  finish(end-state gradients) -> dq, dk, dv, ds, dg.
 // On CUDA the phases are the fused passes' kernels reordered plus two small
 // ones (kernels/gsa/gsa_cuda.h, SplitPhase): nothing is computed twice. Other
 // devices run the reference op from zero, then again with the exchanged state:
@@ -57,6 +57,8 @@ class GsaBwdSplit {
   // d(outputs)/d(initial state) for a zero end-state gradient, per sequence.
   const at::Tensor& grad_in_k() const { return grad_in_k_; }
   const at::Tensor& grad_in_v() const { return grad_in_v_; }
+  // Issues the work that needs no end-state gradient on the current stream.
+  virtual void overlap() = 0;
   // dhkT, dhvT: the gradient arriving at each sequence's end state (undefined:
   // zero). Returns dq, dk, dv, ds, dg in the input dtype.
   virtual GsaGrads finish(const at::Tensor& dhkT, const at::Tensor& dhvT) = 0;

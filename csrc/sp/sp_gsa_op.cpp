@@ -3,7 +3,8 @@
 // Forward: end states from a zero start -> one exchange, on a side stream while
 // the scores that need no incoming state are computed -> finish with the
 // incoming states. Backward: the gradient at each incoming state -> one
-// exchange -> finish with the gradient arriving at each segment's end.
+// exchange, on the side stream while the intra-chunk gradients and dq are
+// computed -> finish with the gradient arriving at each segment's end.
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -201,7 +202,13 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
       grad_in[li] = {at::stack(gk), at::stack(gv), {}};
       logd[li] = logd_all[li];
     }
-    ExchangeBwd ex = exchange_backward(cm, plan, mode, grad_in, logd);
+    ExchangeBwd ex;
+    SideStream side(q.device());
+    side.run([&] { ex = exchange_backward(cm, plan, mode, grad_in, logd); });
+    split->overlap();
+    std::vector<Tensor> produced{ex.grad_h0k, ex.grad_h0v};
+    for (const SegState& st : ex.grad_end) produced.insert(produced.end(), {st.hk, st.hv});
+    side.join(produced);
     // Each segment's end-state gradient enters at its last piece's end.
     std::vector<Tensor> end_k, end_v;
     for (const Piece& pc : plan.pieces) {

@@ -1,7 +1,13 @@
-// GSA backward, per chunk (CUDA), after the reverse scan has put the gradient at
-// each chunk's end state in dhk/dhv: (1) ds and dg, plus the pair matrices
-// Bm[t][i] = sum_m s_im e^{G_tm - G_im} du_tm and A2 (same with p) stored for
-// (2) dq, dk, dv, one 64-column output tile per block.
+// GSA backward, per chunk (CUDA), in three kernels:
+//   (1) pairs: the intra-chunk part of ds, the matching part of the decay
+//       gradient's summand, and the pair matrices Bm[t][i] = sum_m s_im
+//       e^{G_tm - G_im} du_tm and A2 (same with p) for (3); needs no state
+//       gradient, so the split backward runs it while the end-state gradients
+//       are exchanged;
+//   (2) ds_state: after the reverse scan has put the gradient at each chunk's
+//       end state in dhk/dhv, the state part of ds, then dg;
+//   (3) dq, dk, dv, one 64-column output tile per block (dq needs no state
+//       gradient either).
 #include "kernels/gsa/gsa_common.cuh"
 #include "kernels/gsa/gsa_gemm.cuh"
 #include "kernels/gsa/gsa_intra.cuh"
@@ -11,16 +17,15 @@
 namespace ravensp::kernels::gsa_cuda {
 namespace {
 
-constexpr int kDsSlice = 32;  // slot slice of the ds kernel (keeps its shared memory small)
+constexpr int kDsSlice = 32;  // slot slice of the ds kernels (keeps their shared memory small)
 
 template <typename T>
-struct DsSmem {
-  int lda, lde, ldc, ldx;
-  __host__ __device__ DsSmem()
-      : lda(ld_of<float>(kChunk)), lde(ld_ew(kDsSlice)), ldc(ld_of<float>(kDsSlice)),
-        ldx(ld_of<T>(kTile)) {}
+struct PairsSmem {
+  int lda, lde, ldx;
+  __host__ __device__ PairsSmem()
+      : lda(ld_of<float>(kChunk)), lde(ld_ew(kDsSlice)), ldx(ld_of<T>(kTile)) {}
   __host__ __device__ size_t floats() const {
-    return static_cast<size_t>(kChunk) * (4 * lda + 5 * lde + ldc) + 8 * kDsSlice + 64;
+    return static_cast<size_t>(kChunk) * (4 * lda + 5 * lde) + 64;
   }
   __host__ __device__ size_t bytes() const {
     // Xs and Ys double as the scratch of gated_pairs / gated_rev_sums.
@@ -29,19 +34,18 @@ struct DsSmem {
   }
 };
 
-// grid (NC, H).
+// grid (NC, H). Writes the intra-chunk ds (into ds, finished by ds_state) and
+// subtracts s * ds_intra from dgca in place, so ds_state needs neither p nor du.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) bwd_ds_kernel(
+__global__ void __launch_bounds__(kThreads) bwd_pairs_kernel(
     ChunkMap cm, int H, int K, int V, int M, float scale, const T* __restrict__ q,
     const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ s,
     const T* __restrict__ g, const T* __restrict__ dout, const float* __restrict__ p,
-    const float* __restrict__ hk, const float* __restrict__ hv, const float* __restrict__ fin_k,
-    const float* __restrict__ fin_v, const float* __restrict__ dhk, const float* __restrict__ dhv,
-    const float* __restrict__ du, const float* __restrict__ dgca, T* __restrict__ ds,
-    T* __restrict__ dg, T* __restrict__ bm_out, T* __restrict__ a2_out) {
+    const float* __restrict__ du, float* dgca, T* __restrict__ ds, T* __restrict__ bm_out,
+    T* __restrict__ a2_out) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
-  const DsSmem<T> L_;
+  const PairsSmem<T> L_;
   constexpr int MS = kDsSlice;
   float* A1 = reinterpret_cast<float*>(smem_raw);
   float* VdO = A1 + kChunk * L_.lda;
@@ -52,23 +56,14 @@ __global__ void __launch_bounds__(kThreads) bwd_ds_kernel(
   float* Ps = Ss + kChunk * L_.lde;
   float* Du = Ps + kChunk * L_.lde;
   float* Ds = Du + kChunk * L_.lde;
-  float* Xc = Ds + kChunk * L_.lde;
-  float* red = Xc + kChunk * L_.ldc;
   T* Xs = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
   T* Ys = Xs + kChunk * L_.ldx;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
   const int h = blockIdx.y;
-  const int64_t unit = cp.j * H + h, KM = static_cast<int64_t>(K) * M,
-                MV = static_cast<int64_t>(M) * V;
+  const int64_t unit = cp.j * H + h;
   const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
   const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
-  const bool last = cp.c + 1 == cp.nc;
-  const int64_t fin = static_cast<int64_t>(cp.n) * H + h;
-  const float* hk_end = last ? fin_k + fin * KM : hk + (unit + H) * KM;
-  const float* hv_end = last ? fin_v + fin * MV : hv + (unit + H) * MV;
-  const float* dhk_end = dhk + unit * KM;
-  const float* dhv_end = dhv + unit * MV;
 
   for (int kt = 0; kt < K / kTile; ++kt) {
     load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
@@ -97,7 +92,75 @@ __global__ void __launch_bounds__(kThreads) bwd_ds_kernel(
                      reinterpret_cast<float*>(Xs));
     gated_rev_sums<kTC>(Ds, L_.lde, A1, Du, VdO, Ps, L_.lda, Gs, L_.lde, cp.L, MS,
                         reinterpret_cast<float*>(Xs));
-    // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T (state part of ds).
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
+      const int t = idx / MS, m = idx - t * MS;
+      const int64_t at = tokM + t * rowM + m0 + m;
+      const float d = Ds[t * L_.lde + m];
+      ds[at] = from_f<T>(d);
+      dgca[at] -= Ss[t * L_.lde + m] * d;
+    }
+    __syncthreads();
+  }
+  const int64_t pair = unit * kChunk * kChunk;
+  for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x) {
+    const int t = idx / kChunk, i = idx - t * kChunk;
+    bm_out[pair + idx] = from_f<T>(Bm[t * L_.lda + i]);
+    a2_out[pair + idx] = from_f<T>(A2[t * L_.lda + i]);
+  }
+}
+
+template <typename T>
+struct DsStateSmem {
+  int lde, ldc, ldx;
+  __host__ __device__ DsStateSmem()
+      : lde(ld_ew(kDsSlice)), ldc(ld_of<float>(kDsSlice)), ldx(ld_of<T>(kTile)) {}
+  __host__ __device__ size_t floats() const {
+    return static_cast<size_t>(kChunk) * (3 * lde + ldc) + 8 * kDsSlice + 64;
+  }
+  __host__ __device__ size_t bytes() const {
+    return floats() * sizeof(float) + 2 * static_cast<size_t>(kChunk) * ldx * sizeof(T);
+  }
+};
+
+// grid (NC, H): ds = ds_intra + e^{G_L - G} (.) (k dHk_end + v dHv_end^T) and
+// dg_t = sum_{t' >= t in the chunk} (dgca - s ds_state)_t' plus, at the last
+// token, the decay term sum Hk_end dHk_end + sum Hv_end dHv_end per slot.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) bwd_ds_state_kernel(
+    ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
+    const T* __restrict__ s, const T* __restrict__ g, const float* __restrict__ hk,
+    const float* __restrict__ hv, const float* __restrict__ fin_k,
+    const float* __restrict__ fin_v, const float* __restrict__ dhk, const float* __restrict__ dhv,
+    const float* __restrict__ dgca, T* ds, T* __restrict__ dg) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const DsStateSmem<T> L_;
+  constexpr int MS = kDsSlice;
+  float* Gs = reinterpret_cast<float*>(smem_raw);
+  float* Ss = Gs + kChunk * L_.lde;
+  float* Dg = Ss + kChunk * L_.lde;
+  float* Xc = Dg + kChunk * L_.lde;
+  float* red = Xc + kChunk * L_.ldc;
+  T* Xs = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
+  T* Ys = Xs + kChunk * L_.ldx;
+  const ChunkPos cp = chunk_pos(cm, blockIdx.x);
+  const int h = blockIdx.y;
+  const int64_t unit = cp.j * H + h, KM = static_cast<int64_t>(K) * M,
+                MV = static_cast<int64_t>(M) * V;
+  const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
+  const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
+  const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
+  const bool last = cp.c + 1 == cp.nc;
+  const int64_t fin = static_cast<int64_t>(cp.n) * H + h;
+  const float* hk_end = last ? fin_k + fin * KM : hk + (unit + H) * KM;
+  const float* hv_end = last ? fin_v + fin * MV : hv + (unit + H) * MV;
+  const float* dhk_end = dhk + unit * KM;
+  const float* dhv_end = dhv + unit * MV;
+
+  for (int m0 = 0; m0 < M; m0 += MS) {
+    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T.
     for (int kt = 0; kt < K / kTile; ++kt) {
       __syncthreads();
       load_tile(Xs, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
@@ -131,29 +194,24 @@ __global__ void __launch_bounds__(kThreads) bwd_ds_kernel(
     __syncthreads();
     for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
+      const int64_t at = tokM + t * rowM + m0 + m;
       const float GL = Gs[(kChunk - 1) * L_.lde + m];
-      const float d = fmaf(__expf(GL - Gs[t * L_.lde + m]), Xc[t * L_.ldc + m], Ds[t * L_.lde + m]);
-      ds[tokM + t * rowM + m0 + m] = from_f<T>(d);
-      float dgc = dgca[tokM + t * rowM + m0 + m] - Ss[t * L_.lde + m] * d;
+      const float dst = __expf(GL - Gs[t * L_.lde + m]) * Xc[t * L_.ldc + m];
+      ds[at] = from_f<T>(to_f<T>(ds[at]) + dst);
+      float dgc = dgca[at] - Ss[t * L_.lde + m] * dst;
       if (t == cp.L - 1)
         for (int pr = 0; pr < kThreads / MS; ++pr) dgc += red[pr * MS + m];
-      Ds[t * L_.lde + m] = dgc;
+      Dg[t * L_.lde + m] = dgc;
     }
     __syncthreads();
     for (int m = threadIdx.x; m < MS; m += blockDim.x) {
       float acc = 0.f;
       for (int t = cp.L - 1; t >= 0; --t) {
-        acc += Ds[t * L_.lde + m];
+        acc += Dg[t * L_.lde + m];
         dg[tokM + t * rowM + m0 + m] = from_f<T>(acc);
       }
     }
     __syncthreads();
-  }
-  const int64_t pair = unit * kChunk * kChunk;
-  for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x) {
-    const int t = idx / kChunk, i = idx - t * kChunk;
-    bm_out[pair + idx] = from_f<T>(Bm[t * L_.lda + i]);
-    a2_out[pair + idx] = from_f<T>(A2[t * L_.lda + i]);
   }
 }
 
@@ -170,7 +228,7 @@ struct DqkvSmem {
   }
 };
 
-// grid (NC, H, 2K/64 + V/64). Tile z: dq columns (z < K/64), dk columns, dv columns.
+// grid (NC, H, nz): tile z0 + z of [dq columns (K/64) | dk columns | dv columns].
 //   dq = scale (exp(G) du Hk^T + Bm k)        dk = scale Bm^T q + W dHk_end^T
 //   dv = A2^T dO + W dHv_end                   W = s exp(G_L - G)
 template <typename T>
@@ -179,7 +237,8 @@ __global__ void __launch_bounds__(kThreads) bwd_dqkv_kernel(
     const T* __restrict__ k, const T* __restrict__ s, const T* __restrict__ g,
     const T* __restrict__ dout, const float* __restrict__ hk, const float* __restrict__ dhk,
     const float* __restrict__ dhv, const float* __restrict__ du, const T* __restrict__ bm,
-    const T* __restrict__ a2, T* __restrict__ dq, T* __restrict__ dk, T* __restrict__ dv) {
+    const T* __restrict__ a2, T* __restrict__ dq, T* __restrict__ dk, T* __restrict__ dv,
+    int z0) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const DqkvSmem<T> L_;
   float* Acc = reinterpret_cast<float*>(smem_raw);
@@ -189,7 +248,7 @@ __global__ void __launch_bounds__(kThreads) bwd_dqkv_kernel(
   T* Xs = Zs + kChunk * L_.ldx;
   T* Rs = Xs + kChunk * L_.ldx;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
-  const int h = blockIdx.y, z = blockIdx.z, nk = K / kTile;
+  const int h = blockIdx.y, z = z0 + static_cast<int>(blockIdx.z), nk = K / kTile;
   const int which = z < nk ? 0 : (z < 2 * nk ? 1 : 2);  // dq, dk, dv
   const int ct = which == 2 ? z - 2 * nk : z - which * nk;
   const int MS = slice_of(M);
@@ -249,50 +308,75 @@ __global__ void __launch_bounds__(kThreads) bwd_dqkv_kernel(
 }
 
 template <typename T>
-void ds_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const BwdBufs& b,
-              cudaStream_t stream) {
-  const size_t smem = DsSmem<T>().bytes();
-  set_smem(bwd_ds_kernel<T>, smem, "gsa bwd_ds_kernel");
-  bwd_ds_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
+void pairs_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const BwdBufs& b,
+                 cudaStream_t stream) {
+  const size_t smem = PairsSmem<T>().bytes();
+  set_smem(bwd_pairs_kernel<T>, smem, "gsa bwd_pairs_kernel");
+  bwd_pairs_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
       static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.v),
       static_cast<const T*>(P.s), static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), p,
-      pl.hk, pl.hv, b.fin_k, b.fin_v, b.dhk, b.dhv, b.du, b.dgca, static_cast<T*>(P.ds),
-      static_cast<T*>(P.dg), static_cast<T*>(b.bm), static_cast<T*>(b.a2));
-  RAVENSP_LAUNCH_CHECK("gsa bwd_ds_kernel");
+      b.du, b.dgca, static_cast<T*>(P.ds), static_cast<T*>(b.bm), static_cast<T*>(b.a2));
+  RAVENSP_LAUNCH_CHECK("gsa bwd_pairs_kernel");
 }
 
 template <typename T>
-void dqkv_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b, cudaStream_t stream) {
+void ds_state_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b,
+                    cudaStream_t stream) {
+  const size_t smem = DsStateSmem<T>().bytes();
+  set_smem(bwd_ds_state_kernel<T>, smem, "gsa bwd_ds_state_kernel");
+  bwd_ds_state_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
+      chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<const T*>(P.k),
+      static_cast<const T*>(P.v), static_cast<const T*>(P.s), static_cast<const T*>(P.g), pl.hk,
+      pl.hv, b.fin_k, b.fin_v, b.dhk, b.dhv, b.dgca, static_cast<T*>(P.ds),
+      static_cast<T*>(P.dg));
+  RAVENSP_LAUNCH_CHECK("gsa bwd_ds_state_kernel");
+}
+
+template <typename T>
+void dqkv_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b, DqkvPart part,
+                cudaStream_t stream) {
   const size_t smem = DqkvSmem<T>().bytes();
   set_smem(bwd_dqkv_kernel<T>, smem, "gsa bwd_dqkv_kernel");
-  dim3 grid(pl.NC, pl.H, 2 * pl.K / kTile + pl.V / kTile);
+  const int nk = static_cast<int>(pl.K / kTile), nz = 2 * nk + static_cast<int>(pl.V / kTile);
+  const int z0 = part == DqkvPart::kDkDv ? nk : 0;
+  const int z1 = part == DqkvPart::kDq ? nk : nz;
+  dim3 grid(pl.NC, pl.H, z1 - z0);
   bwd_dqkv_kernel<T><<<grid, kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
       static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.s),
       static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), pl.hk, b.dhk, b.dhv, b.du,
       static_cast<const T*>(b.bm), static_cast<const T*>(b.a2), static_cast<T*>(P.dq),
-      static_cast<T*>(P.dk), static_cast<T*>(P.dv));
+      static_cast<T*>(P.dk), static_cast<T*>(P.dv), z0);
   RAVENSP_LAUNCH_CHECK("gsa bwd_dqkv_kernel");
 }
 
 }  // namespace
 
-void launch_bwd_ds(const Plan& pl, const GsaBwdParams& P, const float* p, const BwdBufs& b,
-                   cudaStream_t stream) {
+void launch_bwd_pairs(const Plan& pl, const GsaBwdParams& P, const float* p, const BwdBufs& b,
+                      cudaStream_t stream) {
   switch (pl.dtype) {
-    case DType::kBFloat16: return ds_typed<__nv_bfloat16>(pl, P, p, b, stream);
-    case DType::kFloat16: return ds_typed<__half>(pl, P, p, b, stream);
-    default: return ds_typed<float>(pl, P, p, b, stream);
+    case DType::kBFloat16: return pairs_typed<__nv_bfloat16>(pl, P, p, b, stream);
+    case DType::kFloat16: return pairs_typed<__half>(pl, P, p, b, stream);
+    default: return pairs_typed<float>(pl, P, p, b, stream);
   }
 }
 
-void launch_bwd_dqkv(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b,
+void launch_bwd_ds_state(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b,
+                         cudaStream_t stream) {
+  switch (pl.dtype) {
+    case DType::kBFloat16: return ds_state_typed<__nv_bfloat16>(pl, P, b, stream);
+    case DType::kFloat16: return ds_state_typed<__half>(pl, P, b, stream);
+    default: return ds_state_typed<float>(pl, P, b, stream);
+  }
+}
+
+void launch_bwd_dqkv(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b, DqkvPart part,
                      cudaStream_t stream) {
   switch (pl.dtype) {
-    case DType::kBFloat16: return dqkv_typed<__nv_bfloat16>(pl, P, b, stream);
-    case DType::kFloat16: return dqkv_typed<__half>(pl, P, b, stream);
-    default: return dqkv_typed<float>(pl, P, b, stream);
+    case DType::kBFloat16: return dqkv_typed<__nv_bfloat16>(pl, P, b, part, stream);
+    case DType::kFloat16: return dqkv_typed<__half>(pl, P, b, part, stream);
+    default: return dqkv_typed<float>(pl, P, b, part, stream);
   }
 }
 

@@ -1,6 +1,7 @@
 // Chunked GSA backward on CUDA: recompute the chunk-start states (local states
 // + forward scan), per-chunk du and local state gradients, reverse scan of the
-// state gradients, then ds/dg and dq/dk/dv per chunk. When p is not given
+// state gradients, then per chunk the intra-chunk ds and pair matrices, the
+// state part of ds and dg, and dq/dk/dv. When p is not given
 // (the recurrent op's backward), pass 1 of the forward recomputes it first.
 #include "kernels/gsa/gsa_common.cuh"
 #include "kernels/gsa/gsa_cuda.h"
@@ -86,8 +87,9 @@ void gsa_chunk_bwd_cuda(const GsaBwdParams& P, void* workspace, cudaStream_t str
   gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws);
   const float* p = bwd_front(pl, P, b, p_ws, static_cast<const float*>(P.dhkT),
                              static_cast<const float*>(P.dhvT), nullptr, stream);
-  gsa_cuda::launch_bwd_ds(pl, P, p, b, stream);
-  gsa_cuda::launch_bwd_dqkv(pl, P, b, stream);
+  gsa_cuda::launch_bwd_pairs(pl, P, p, b, stream);
+  gsa_cuda::launch_bwd_ds_state(pl, P, b, stream);
+  gsa_cuda::launch_bwd_dqkv(pl, P, b, gsa_cuda::DqkvPart::kAll, stream);
 }
 
 size_t gsa_chunk_bwd_split_workspace_bytes(const GsaBwdParams& P) {
@@ -107,21 +109,22 @@ void gsa_chunk_bwd_split_cuda(const GsaBwdParams& P, SplitPhase phase, void* wor
   float* p_ws = nullptr;
   gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws);
   float* gcum = c.take<float>(pl.NC * pl.H * pl.M);
+  const float* p = P.p != nullptr ? static_cast<const float*>(P.p) : p_ws;
   switch (phase) {
     case SplitPhase::kBegin:
       bwd_front(pl, P, b, p_ws, nullptr, nullptr, gcum, stream);
       return;
-    case SplitPhase::kFinish: {
-      const float* p = P.p != nullptr ? static_cast<const float*>(P.p) : p_ws;
+    case SplitPhase::kOverlap:
+      gsa_cuda::launch_bwd_pairs(pl, P, p, b, stream);
+      gsa_cuda::launch_bwd_dqkv(pl, P, b, gsa_cuda::DqkvPart::kDq, stream);
+      return;
+    case SplitPhase::kFinish:
       gsa_cuda::launch_shift_states(pl, gcum, static_cast<const float*>(P.dhkT),
                                     static_cast<const float*>(P.dhvT), b.dhk, b.dhv, stream);
-      gsa_cuda::launch_bwd_ds(pl, P, p, b, stream);
-      gsa_cuda::launch_bwd_dqkv(pl, P, b, stream);
+      gsa_cuda::launch_bwd_ds_state(pl, P, b, stream);
+      gsa_cuda::launch_bwd_dqkv(pl, P, b, gsa_cuda::DqkvPart::kDkDv, stream);
       return;
-    }
-    case SplitPhase::kOverlap: break;
   }
-  RAVENSP_CHECK(false, "gsa_chunk_bwd (split): the backward has phases kBegin and kFinish only");
 }
 
 }  // namespace ravensp::kernels

@@ -38,9 +38,11 @@ void gsa_chunk_bwd_cuda(const GsaBwdParams& params, void* workspace, cudaStream_
 //                      gradients and the reverse scan with a zero end-state
 //                      gradient; dhk0/dhv0 get the gradient at the initial state
 //                      (what the ranks exchange)
+//            kOverlap: what needs no end-state gradient: the intra-chunk part
+//                      of ds, the pair matrices and dq
 //            kFinish:  dhkT/dhvT hold the end-state gradients (nullptr: zero):
-//                      they join the chunk gradients, then ds, dg, dq, dk, dv
-// p must be non-null in the forward's params; the backward has no kOverlap.
+//                      they join the chunk gradients, then ds, dg, dk, dv
+// p must be non-null in the forward's params.
 enum class SplitPhase { kBegin, kOverlap, kFinish };
 size_t gsa_chunk_fwd_split_workspace_bytes(const GsaFwdParams& params);
 void gsa_chunk_fwd_split_cuda(const GsaFwdParams& params, SplitPhase phase, void* workspace,

@@ -47,7 +47,8 @@ struct BwdBufs {
   float* dhk = nullptr;    // [NC, H, K, M] gradient at each chunk's end state
   float* dhv = nullptr;    // [NC, H, M, V]
   float* du = nullptr;     // [tokens, H, M] gradient of the pre-softmax scores
-  float* dgca = nullptr;   // [tokens, H, M] p * dp + u * du (part of the decay gradient)
+  float* dgca = nullptr;   // [tokens, H, M] p * dp + u * du, less s * the intra-chunk ds after pairs
+                           // (the decay gradient's summand without its state part)
   void* bm = nullptr;      // [NC, H, 64, 64] sum_m s_im exp(G_tm - G_im) du_tm
   void* a2 = nullptr;      // [NC, H, 64, 64] sum_m p_tm s_im exp(G_tm - G_im)
 };
@@ -92,10 +93,16 @@ void launch_shift_states(const Plan& plan, const float* gcum, const float* vk, c
 // (written into b.dhk / b.dhv before the reverse scan).
 void launch_bwd_scores(const Plan& plan, const GsaBwdParams& P, const float* p, const BwdBufs& b,
                        cudaStream_t stream);
-// gsa_bwd_grads.cu: ds, dg and the pair matrices, then dq, dk, dv.
-void launch_bwd_ds(const Plan& plan, const GsaBwdParams& P, const float* p, const BwdBufs& b,
-                   cudaStream_t stream);
-void launch_bwd_dqkv(const Plan& plan, const GsaBwdParams& P, const BwdBufs& b,
+// gsa_bwd_grads.cu. pairs: the intra-chunk ds (into P.ds), dgca -= s * that,
+// and the pair matrices; needs no state gradient. ds_state (after the reverse
+// scan): ds completed, dg. dqkv: the dq tiles need no state gradient, the dk
+// and dv tiles do.
+void launch_bwd_pairs(const Plan& plan, const GsaBwdParams& P, const float* p, const BwdBufs& b,
+                      cudaStream_t stream);
+void launch_bwd_ds_state(const Plan& plan, const GsaBwdParams& P, const BwdBufs& b,
+                         cudaStream_t stream);
+enum class DqkvPart { kAll, kDq, kDkDv };
+void launch_bwd_dqkv(const Plan& plan, const GsaBwdParams& P, const BwdBufs& b, DqkvPart part,
                      cudaStream_t stream);
 
 }  // namespace ravensp::kernels::gsa_cuda

@@ -86,6 +86,7 @@ class CudaBwdSplit final : public GsaBwdSplit {
     grad_in_k_ = out_.dhk0;
     grad_in_v_ = out_.dhv0;
   }
+  void overlap() override { run(SplitPhase::kOverlap); }
   GsaGrads finish(const Tensor& dhkT, const Tensor& dhvT) override {
     dhkT_ = state_arg(kFn, "grad_hkT", dhkT, hk_shape(a_), in_.q);
     dhvT_ = state_arg(kFn, "grad_hvT", dhvT, hv_shape(a_), in_.q);

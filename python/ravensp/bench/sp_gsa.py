@@ -47,11 +47,28 @@ def measure(layer, x, w, group):
     return ms, torch.cuda.max_memory_allocated() / 2**30
 
 
+def profile(layer, x, w, group):
+    """Where the SP layer's extra time goes: kernel time per name, unsharded vs SP."""
+    for name, g in (("unsharded", None), ("sp lasp2, one GPU", group)):
+        layer.sp_group = g
+        time_fwd_bwd(layer, x, w, repeats=1, warmup=2)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA,
+                                                torch.profiler.ProfilerActivity.CPU]) as prof:
+            time_fwd_bwd(layer, x, w, repeats=1, warmup=0)
+        print(f"--- {name}")
+        print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=25,
+                                        max_name_column_width=60))
+    layer.sp_group = None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
     ap.add_argument("--tokens", type=int, nargs="*", default=TOKENS_PER_GPU)
     ap.add_argument("--slots", type=int, default=64)
+    ap.add_argument("--profile", action="store_true",
+                    help="print the CUDA time per kernel of one fwd+bwd without and with SP "
+                         "(first token count, one GPU) and exit")
     args = ap.parse_args(argv)
     _, _, local, launched = launch_world()
     device = torch.device("cuda", local)
@@ -66,6 +83,9 @@ def main(argv=None) -> int:
     for T in args.tokens:
         x = torch.randn(1, T, 1024, device=device)
         w = torch.randn(1, T, 1024, device=device)
+        if args.profile:
+            profile(layer, x, w, one)
+            return 0
         runs = {"none": measure(layer, x, w, None)}
         for exchange in ("lasp2", "lasp1"):
             layer.sp_exchange = exchange
