@@ -4,6 +4,8 @@
 #   build  the Python package, ravensp-train and ravensp-bench (CUDA, MPI, NCCL)
 #   equiv  bf16 SP equivalence on the N GPUs over NCCL vs the one-GPU result
 #   sp     SP Raven layer: LASP-2/LASP-1 at 64K/256K/512K tokens per GPU, 1 vs N GPUs
+#   sp-profile  its kernel times at 256K and the NCCL time hidden under compute
+#   gputests    the GPU pytest files of the kernels and of the one-GPU SP op
 #   ring   ring attention fwd+bwd vs local cuDNN SDPA and torch context_parallel
 #   train  hybrid-340M launcher steps over the N GPUs, 512K then 1M tokens
 #   bench  ravensp-bench sweeps on 1, 2, 4, ... N GPUs (configs/bench-h100.cfg)
@@ -65,6 +67,11 @@ for s in "${steps[@]}"; do
   sp)
     mkdir -p "$OUT/bench"
     step sp 300 "${MPI[@]}" "$PY" -m ravensp.bench.sp_gsa --out "$OUT/bench/sp_gsa.json" ;;
+  sp-profile)  # kernel times and how much of the NCCL time runs alongside compute
+    step sp-profile 150 "${MPI[@]}" "$PY" -m ravensp.bench.sp_gsa --tokens 262144 --profile ;;
+  gputests)  # the CUDA kernels' and the one-GPU SP tests (rank 0's GPU)
+    step gputests 200 "$PY" -m pytest -q -p no:cacheprovider tests/python/test_gsa_cuda.py \
+      tests/python/test_sp_gsa_cuda.py ;;
   ring)
     mkdir -p "$OUT/bench"; cp docs/benchmarks/ring_attention.json "$OUT/bench/ring_attention.json"
     step ring 240 "${MPI[@]}" "$PY" -m ravensp.bench.ring_attention --out "$OUT/bench/ring_attention.json" ;;
@@ -91,7 +98,7 @@ for s in "${steps[@]}"; do
         --repeats=2 --warmup=1 --seq_max=$(( n == 1 ? 524288 : 1048576 * n / 2 )) \
         --json "$OUT/bench/gpu$n.json" --csv "$OUT/bench/gpu$n.csv"
     done ;;
-  *) log "unknown step $s (build equiv sp ring train bench)" ;;
+  *) log "unknown step $s (build equiv sp sp-profile gputests ring train bench)" ;;
   esac
 done
 log "done"

@@ -47,17 +47,50 @@ def measure(layer, x, w, group):
     return ms, torch.cuda.max_memory_allocated() / 2**30
 
 
-def profile(layer, x, w, group):
-    """Where the SP layer's extra time goes: kernel time per name, unsharded vs SP."""
-    for name, g in (("unsharded", None), ("sp lasp2, one GPU", group)):
+def _overlap(prof):
+    """(nccl kernels, their µs, µs of them concurrent with another kernel) of a trace."""
+    kernels = [(e.time_range.start, e.time_range.end, e.name) for e in prof.events()
+               if e.device_type == torch.autograd.DeviceType.CUDA and e.time_range.end > 0]
+    comm = [k for k in kernels if "nccl" in k[2].lower()]
+    merged = []  # compute kernels' busy intervals, merged (they may run concurrently)
+    for a, b in sorted((a, b) for a, b, n in kernels if "nccl" not in n.lower()):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    other = merged
+    total = hidden = 0.0
+    for a, b, _ in comm:
+        total += b - a
+        for c, d in other:
+            if c >= b:
+                break
+            hidden += max(0.0, min(b, d) - max(a, c))
+    return len(comm), total, hidden
+
+
+def profile(layer, x, w, one, group):
+    """Where the SP layer's extra time goes: kernel time per name, unsharded vs SP
+    on one GPU; with several ranks also how much of the NCCL kernels' time ran
+    alongside compute kernels (the exchange hidden under the split passes)."""
+    runs = [("unsharded", None), ("sp lasp2, one GPU", one)]
+    if group.size > 1:
+        runs.append((f"sp lasp2, {group.size} GPUs", group))
+    for name, g in runs:
         layer.sp_group = g
         time_fwd_bwd(layer, x, w, repeats=1, warmup=2)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA,
                                                 torch.profiler.ProfilerActivity.CPU]) as prof:
             time_fwd_bwd(layer, x, w, repeats=1, warmup=0)
+        if group.rank != 0:
+            continue
         print(f"--- {name}")
         print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=25,
                                         max_name_column_width=60))
+        if g is not None and g.size > 1:
+            n, total, hidden = _overlap(prof)
+            print(f"overlap: {n} NCCL kernels, {total:.1f} us, {hidden:.1f} us of it alongside "
+                  f"compute kernels ({100 * hidden / max(total, 1e-9):.0f}%)", flush=True)
     layer.sp_group = None
 
 
@@ -84,7 +117,7 @@ def main(argv=None) -> int:
         x = torch.randn(1, T, 1024, device=device)
         w = torch.randn(1, T, 1024, device=device)
         if args.profile:
-            profile(layer, x, w, one)
+            profile(layer, x, w, one, group)
             return 0
         runs = {"none": measure(layer, x, w, None)}
         for exchange in ("lasp2", "lasp1"):
