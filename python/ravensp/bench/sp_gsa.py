@@ -10,6 +10,11 @@ code, so it holds the all-gathers, their waits and the skew between ranks.
 Every time is a median of CUDA-event timings after warm-up, then the maximum
 over ranks (the slowest rank sets the step).
 
+Where the exchange is exposed: the bare sp_gsa op at a short shard (256 tokens
+per GPU, one head) for LASP-2 and LASP-1, where the kernels take microseconds
+and the step time is the exchange's latency plus the op's fixed costs
+(`latency` records, median of many calls).
+
 One GPU: `python -m ravensp.bench.sp_gsa --out docs/benchmarks/sp_gsa.json`.
 P GPUs: one process per GPU under mpirun (or torchrun); rank 0 writes the JSON.
 """
@@ -94,6 +99,37 @@ def profile(layer, x, w, one, group):
     layer.sp_group = None
 
 
+def latency(group, one, reps=200, warmup=20):
+    """fwd+bwd µs of the bare sp_gsa op on a 256-token shard (B1 H1 K=V=64 M=32,
+    bf16), LASP-2 and LASP-1, on one GPU and on the group: the regime where the
+    exchange cannot hide under the kernels."""
+    L, dev = 256, torch.device("cuda", torch.cuda.current_device())
+    gen = torch.Generator(device=dev).manual_seed(1)
+    def rnd(*shape):
+        return torch.randn(*shape, device=dev, generator=gen).to(torch.bfloat16)
+    q, k, v = rnd(1, L, 1, 64), rnd(1, L, 1, 64), rnd(1, L, 1, 64)
+    g = (-0.1 * torch.rand(1, L, 1, 32, device=dev, generator=gen)).to(torch.bfloat16)
+    s = (1 - g.float().exp()).to(torch.bfloat16)
+    ins = [t.requires_grad_() for t in (q, k, v, s, g)]
+    out = {}
+    for exchange in ("lasp2", "lasp1"):
+        for name, grp in (("1", one), (str(group.size), group)):
+            def step():
+                o = rd.sp_gsa(*ins, grp, exchange=exchange)
+                torch.autograd.grad(o.float().sum(), ins)
+            out[f"{exchange}_{name}"] = 1e3 * cuda_time_ms(step, reps=reps, warmup=warmup)
+    names = list(out)
+    us = dict(zip(names, slowest(group, [out[n] for n in names])))
+    recs = []
+    for exchange in ("lasp2", "lasp1"):
+        for gpus in sorted({1, group.size}):
+            recs.append(dict(gpus=gpus, tokens_per_gpu=L, exchange=exchange,
+                             us_fwd_bwd=round(us[f"{exchange}_{gpus}"], 1),
+                             us_exchange_exposed=round(us[f"{exchange}_{gpus}"] -
+                                                       us[f"{exchange}_1"], 1)))
+    return recs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None)
@@ -150,8 +186,12 @@ def main(argv=None) -> int:
             efficiency[str(T)] = round(ms["lasp2_1"] / ms[f"lasp2_{P}"], 4)
         del x, w
         torch.cuda.empty_cache()
+    lat = latency(group, one)
+    if group.rank == 0:
+        for rec in lat:
+            print(json.dumps(rec), flush=True)
     if group.rank == 0 and args.out:
-        doc = dict(machine=f"{torch.cuda.get_device_name(device)} x{P}", date=time.strftime("%Y-%m-%d"),
+        doc = dict(latency=lat, machine=f"{torch.cuda.get_device_name(device)} x{P}", date=time.strftime("%Y-%m-%d"),
                    torch=torch.__version__, gpus=P, layer=cfg, records=records,
                    method=("fwd+bwd under bf16 autocast, median of 5 CUDA-event timings after 2 "
                            "warm-ups, max over ranks; weak scaling = one-rank SP time / P-rank SP "
