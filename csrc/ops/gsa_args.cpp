@@ -55,7 +55,8 @@ kernels::DType to_kernel_dtype(at::ScalarType st) {
 GsaArgs check_gsa_args(const char* fn, const at::Tensor& q, const at::Tensor& k,
                        const at::Tensor& v, const at::Tensor& s, const at::Tensor& g,
                        const std::optional<at::Tensor>& hk0, const std::optional<at::Tensor>& hv0,
-                       const std::optional<at::Tensor>& cu_seqlens) {
+                       const std::optional<at::Tensor>& cu_seqlens,
+                       const std::vector<int64_t>* cu_seqlens_host) {
   check_4d(fn, "q", q, "[B, T, H, K]");
   check_4d(fn, "k", k, "[B, T, H, K]");
   check_4d(fn, "v", v, "[B, T, H, V]");
@@ -94,8 +95,15 @@ GsaArgs check_gsa_args(const char* fn, const at::Tensor& q, const at::Tensor& k,
     RAVENSP_CHECK(cu.device() == q.device(), fn, ": cu_seqlens must be on q's device ",
                   q.device(), ", got ", cu.device());
     RAVENSP_CHECK(B == 1, fn, ": packed sequences (cu_seqlens) need batch size 1, got B=", B);
-    at::Tensor host = cu.to(at::kCPU, at::kLong).contiguous();
-    a.cu_host.assign(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
+    if (cu_seqlens_host != nullptr) {
+      RAVENSP_CHECK(static_cast<int64_t>(cu_seqlens_host->size()) == cu.size(0), fn,
+                    ": the host copy of cu_seqlens has ", cu_seqlens_host->size(),
+                    " entries, the tensor ", cu.size(0));
+      a.cu_host = *cu_seqlens_host;
+    } else {
+      at::Tensor host = cu.to(at::kCPU, at::kLong).contiguous();  // waits for the device
+      a.cu_host.assign(host.data_ptr<int64_t>(), host.data_ptr<int64_t>() + host.numel());
+    }
     RAVENSP_CHECK(a.cu_host.front() == 0, fn, ": cu_seqlens[0] must be 0, got ", a.cu_host.front());
     for (size_t i = 1; i < a.cu_host.size(); ++i)
       RAVENSP_CHECK(a.cu_host[i] > a.cu_host[i - 1], fn,

@@ -22,10 +22,13 @@ struct GsaArgs {
 
 // fn names the calling op in messages. States are optional; when given they
 // must be [N, H, K, M] / [N, H, M, V] with N the number of sequences.
+// cu_seqlens_host: the same offsets already on the host (the SP op plans them
+// there), so a CUDA cu_seqlens is not copied back, a wait for the device.
 GsaArgs check_gsa_args(const char* fn, const at::Tensor& q, const at::Tensor& k,
                        const at::Tensor& v, const at::Tensor& s, const at::Tensor& g,
                        const std::optional<at::Tensor>& hk0, const std::optional<at::Tensor>& hv0,
-                       const std::optional<at::Tensor>& cu_seqlens);
+                       const std::optional<at::Tensor>& cu_seqlens,
+                       const std::vector<int64_t>* cu_seqlens_host = nullptr);
 
 // Checks a gradient or saved tensor against the expected shape.
 void check_like(const char* fn, const char* name, const at::Tensor& t, at::IntArrayRef shape,

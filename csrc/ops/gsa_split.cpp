@@ -67,9 +67,10 @@ class RefBwdSplit final : public GsaBwdSplit {
 
 std::unique_ptr<GsaFwdSplit> gsa_fwd_split(const Tensor& q, const Tensor& k, const Tensor& v,
                                            const Tensor& s, const Tensor& g, double scale,
-                                           const Tensor& cu, int64_t chunk_size) {
+                                           const Tensor& cu, const std::vector<int64_t>& cu_host,
+                                           int64_t chunk_size) {
 #if defined(RAVENSP_WITH_CUDA)
-  if (q.is_cuda()) return gsa_fwd_split_cuda(q, k, v, s, g, scale, cu, chunk_size);
+  if (q.is_cuda()) return gsa_fwd_split_cuda(q, k, v, s, g, scale, cu, cu_host, chunk_size);
 #endif
   return std::make_unique<RefFwdSplit>(q, k, v, s, g, scale, cu, chunk_size);
 }
@@ -78,10 +79,11 @@ std::unique_ptr<GsaBwdSplit> gsa_bwd_split(const Tensor& grad_o, const Tensor& q
                                            const Tensor& v, const Tensor& s, const Tensor& g,
                                            const Tensor& p, double scale, const Tensor& hk0,
                                            const Tensor& hv0, const Tensor& cu,
+                                           const std::vector<int64_t>& cu_host,
                                            int64_t chunk_size) {
 #if defined(RAVENSP_WITH_CUDA)
   if (q.is_cuda())
-    return gsa_bwd_split_cuda(grad_o, q, k, v, s, g, p, scale, hk0, hv0, cu, chunk_size);
+    return gsa_bwd_split_cuda(grad_o, q, k, v, s, g, p, scale, hk0, hv0, cu, cu_host, chunk_size);
 #endif
   return std::make_unique<RefBwdSplit>(grad_o, q, k, v, s, g, p, scale, hk0, hv0, cu, chunk_size);
 }

@@ -21,6 +21,7 @@
 #include <memory>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 namespace ravensp::ops {
 
@@ -43,11 +44,13 @@ class GsaFwdSplit {
 };
 
 // cu: int64 offsets of the packed sequences on the inputs' device (undefined:
-// each batch row is one sequence). Runs the begin phase.
+// each batch row is one sequence), cu_host the same offsets on the host (empty
+// when cu is undefined). Runs the begin phase.
 std::unique_ptr<GsaFwdSplit> gsa_fwd_split(const at::Tensor& q, const at::Tensor& k,
                                            const at::Tensor& v, const at::Tensor& s,
                                            const at::Tensor& g, double scale,
-                                           const at::Tensor& cu, int64_t chunk_size);
+                                           const at::Tensor& cu, const std::vector<int64_t>& cu_host,
+                                           int64_t chunk_size);
 
 using GsaGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
@@ -74,20 +77,23 @@ std::unique_ptr<GsaBwdSplit> gsa_bwd_split(const at::Tensor& grad_o, const at::T
                                            const at::Tensor& s, const at::Tensor& g,
                                            const at::Tensor& p, double scale,
                                            const at::Tensor& hk0, const at::Tensor& hv0,
-                                           const at::Tensor& cu, int64_t chunk_size);
+                                           const at::Tensor& cu, const std::vector<int64_t>& cu_host,
+                                           int64_t chunk_size);
 
 #if defined(RAVENSP_WITH_CUDA)
 // ops/cuda/gsa_split_cuda.cpp
 std::unique_ptr<GsaFwdSplit> gsa_fwd_split_cuda(const at::Tensor& q, const at::Tensor& k,
                                                 const at::Tensor& v, const at::Tensor& s,
                                                 const at::Tensor& g, double scale,
-                                                const at::Tensor& cu, int64_t chunk_size);
+                                                const at::Tensor& cu, const std::vector<int64_t>& cu_host,
+                                           int64_t chunk_size);
 std::unique_ptr<GsaBwdSplit> gsa_bwd_split_cuda(const at::Tensor& grad_o, const at::Tensor& q,
                                                 const at::Tensor& k, const at::Tensor& v,
                                                 const at::Tensor& s, const at::Tensor& g,
                                                 const at::Tensor& p, double scale,
                                                 const at::Tensor& hk0, const at::Tensor& hv0,
-                                                const at::Tensor& cu, int64_t chunk_size);
+                                                const at::Tensor& cu, const std::vector<int64_t>& cu_host,
+                                           int64_t chunk_size);
 #endif
 
 }  // namespace ravensp::ops

@@ -41,8 +41,30 @@ void p2p(comm::Communicator& c, const at::Tensor& t, int peer, bool send) {
   c.send_recv({send ? comm::send_op(to_buffer(t), peer) : comm::recv_op(to_buffer(t), peer)});
 }
 
-// Only segment 0's owner holds the initial state h0; it sends its end state
-// with h0's decayed contribution folded in, so every rank's scan starts at zero.
+// The rows of every segment in sequence order, from the all-gather's [P, nloc,
+// B, X] buffer (views).
+std::vector<at::Tensor> in_sequence_order(const GsaPlan& plan, const at::Tensor& recv) {
+  std::vector<at::Tensor> rows;
+  for (const SegmentInfo& info : plan.all) rows.push_back(recv[info.seg.rank][local_index(info.seg)]);
+  return rows;
+}
+
+// sum_i exp(lw_i) (.) x_i over a run of segments: lw [n, B, H, M] fp64 log
+// weights, x states [n, B, H, K, M] (slot last) or [n, B, H, M, V] (slot third).
+at::Tensor weighted_sum(const at::Tensor& lw, const at::Tensor& x, bool slot_last,
+                        at::ScalarType dt) {
+  const at::Tensor w = lw.exp().to(dt);
+  return slot_last ? at::einsum("ibhm,ibhkm->bhkm", {w, x}) : at::einsum("ibhm,ibhmv->bhmv", {w, x});
+}
+
+// LASP-2 forward: every rank gathers all segments' end states and log decays and
+// evaluates the prefix recurrence S_j = pass_through_j ? D_j (.) S_{j-1} + L_j : L_j
+// in closed form for its own segments only: S_t = sum_{i=r..t} exp(C_t - C_i) (.) L_i,
+// r the last segment <= t that does not pass its state through, C the inclusive
+// prefix sum of the log decays (fp64, so the differences keep their precision).
+// A fixed number of tensor ops whatever the world size. Only segment 0's owner
+// holds the initial state h0; it sends its end state with h0's decayed
+// contribution folded in, so the recurrence starts at zero.
 ExchangeFwd lasp2_forward(comm::Communicator& c, const GsaPlan& plan,
                           const std::vector<SegState>& local, const SegState& h0) {
   const int64_t nloc = static_cast<int64_t>(local.size());
@@ -59,15 +81,38 @@ ExchangeFwd lasp2_forward(comm::Communicator& c, const GsaPlan& plan,
   at::Tensor send = at::stack(rows).contiguous();  // [nloc, B, X]
   at::Tensor recv = at::empty({plan.world, nloc, send.size(1), send.size(2)}, send.options());
   c.all_gather(to_buffer(send), to_buffer(recv));
+  const at::Tensor all = at::stack(in_sequence_order(plan, recv));  // [n, B, X]
+  const SegState& like = local[0];
+  const int64_t n = all.size(0), nk = like.hk[0].numel(), nv = like.hv[0].numel();
+  auto shaped = [&](const at::Tensor& t, at::IntArrayRef one) {
+    std::vector<int64_t> sz{n};
+    sz.insert(sz.end(), one.begin(), one.end());
+    return t.reshape(sz);
+  };
+  const at::Tensor Lk = shaped(all.narrow(2, 0, nk), like.hk.sizes());
+  const at::Tensor Lv = shaped(all.narrow(2, nk, nv), like.hv.sizes());
+  const at::Tensor C = shaped(all.narrow(2, nk + nv, like.logd[0].numel()), like.logd.sizes())
+                           .to(at::kDouble)
+                           .cumsum(0);  // [n, B, H, M]
+  const auto dt = like.hk.scalar_type();
   ExchangeFwd out;
   out.incoming.resize(nloc);
-  SegState S = zeros_like(h0);
-  for (const SegmentInfo& info : plan.all) {
-    const Segment& sg = info.seg;
-    SegState L = unpack(recv[sg.rank][local_index(sg)], local[0], true);
-    const SegState& in = sg.index == 0 ? h0 : S;
-    if (sg.rank == plan.rank) out.incoming[local_index(sg)] = info.flows_in ? in : zeros_like(S);
-    S = info.pass_through ? add(decayed(S, L.logd), L) : SegState{L.hk, L.hv, {}};
+  for (int64_t j = 0; j < n; ++j) {
+    const SegmentInfo& info = plan.all[j];
+    if (info.seg.rank != plan.rank) continue;
+    SegState& in = out.incoming[local_index(info.seg)];
+    if (!info.flows_in) {
+      in = zeros_like(h0);
+    } else if (j == 0) {
+      in = h0;
+    } else {
+      const int64_t t = j - 1;
+      int64_t r = t;
+      while (r > 0 && plan.all[r].pass_through) --r;
+      const at::Tensor lw = C[t].unsqueeze(0) - C.narrow(0, r, t - r + 1);
+      in = {weighted_sum(lw, Lk.narrow(0, r, t - r + 1), true, dt),
+            weighted_sum(lw, Lv.narrow(0, r, t - r + 1), false, dt), {}};
+    }
   }
   return out;
 }
@@ -131,15 +176,34 @@ ExchangeBwd exchange_backward(comm::Communicator& c, const GsaPlan& plan, StateE
     at::Tensor send = at::stack(rows).contiguous();  // [nloc, B, X]
     at::Tensor recv = at::empty({plan.world, nloc, send.size(1), send.size(2)}, send.options());
     c.all_gather(to_buffer(send), to_buffer(recv));
-    const int64_t ng = pack(grad_in[0], false).size(1);
-    for (int64_t j = n - 1; j >= 0; --j) {
-      const SegmentInfo& info = plan.all[j];
-      at::Tensor row = recv[info.seg.rank][local_index(info.seg)];
-      SegState gin = unpack(row.narrow(1, 0, ng), grad_in[0], false);
-      at::Tensor logd = row.narrow(1, ng, row.size(1) - ng).reshape(local_logd[0].sizes());
-      if (info.seg.rank == plan.rank) out.grad_end[local_index(info.seg)] = G;
-      G = step(info, gin, logd);
-    }
+    // The reverse recurrence G_j = flows_in_j ? gin_j + [pass_through_j] D_j (.) G_{j+1} : 0
+    // in closed form: G_u = sum_{i=u..e} exp(E_i - E_u) (.) gin_i, E the exclusive
+    // prefix sum of the log decays and e the last segment the chain reaches.
+    const at::Tensor all = at::stack(in_sequence_order(plan, recv));  // [n, B, X]
+    const SegState& like = grad_in[0];
+    const int64_t nk = like.hk[0].numel(), nv = like.hv[0].numel();
+    auto shaped = [&](const at::Tensor& t, at::IntArrayRef one) {
+      std::vector<int64_t> sz{n};
+      sz.insert(sz.end(), one.begin(), one.end());
+      return t.reshape(sz);
+    };
+    const at::Tensor Gk = shaped(all.narrow(2, 0, nk), like.hk.sizes());
+    const at::Tensor Gv = shaped(all.narrow(2, nk, nv), like.hv.sizes());
+    const at::Tensor logd = shaped(all.narrow(2, nk + nv, all.size(2) - nk - nv),
+                                   local_logd[0].sizes()).to(at::kDouble);
+    const at::Tensor E = logd.cumsum(0) - logd;  // exclusive prefix sums
+    const auto dt = like.hk.scalar_type();
+    auto G_at = [&](int64_t u) -> SegState {  // the gradient at the state before segment u
+      if (u >= n || !plan.all[u].flows_in) return zeros_like(like);
+      int64_t e = u;
+      while (e + 1 < n && plan.all[e].pass_through && plan.all[e + 1].flows_in) ++e;
+      const at::Tensor lw = E.narrow(0, u, e - u + 1) - E[u].unsqueeze(0);
+      return {weighted_sum(lw, Gk.narrow(0, u, e - u + 1), true, dt),
+              weighted_sum(lw, Gv.narrow(0, u, e - u + 1), false, dt), {}};
+    };
+    for (int64_t j = 0; j < n; ++j)
+      if (plan.all[j].seg.rank == plan.rank) out.grad_end[local_index(plan.all[j].seg)] = G_at(j + 1);
+    if (plan.all[0].seg.rank == plan.rank) G = G_at(0);
   } else {
     for (int64_t j = n - 1; j >= 0; --j) {
       const SegmentInfo& info = plan.all[j];

@@ -39,6 +39,7 @@ struct Call {
   GsaPlan plan;
   at::ScalarType accum;
   Tensor local_cu;  // int64 on the inputs' device
+  std::vector<int64_t> cu_global;  // the user's cu_seqlens on the host (empty: not packed)
 };
 
 Call prepare(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s, const Tensor& g,
@@ -84,6 +85,7 @@ Call prepare(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
              {"layout", int64_t(layout)}, {"exchange", int64_t(mode)},
              {"documents", int64_t(cu_host.size())}, {"cu_seqlens checksum", checksum(cu_host)}});
   c.plan = make_gsa_plan(layout, rank, P, B, L, cu_host);
+  c.cu_global = std::move(cu_host);
   c.accum = a.accum;
   c.local_cu = upload(c.plan.local_cu, q.device());
   return c;
@@ -121,7 +123,7 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
     const GsaPlan& plan = c.plan;
     const int64_t B = q.size(0), H = q.size(2), M = s.size(3);
     auto split = ops::gsa_fwd_split(flat(q), flat(k), flat(v), flat(s), flat(g), scale,
-                                    c.local_cu, chunk);
+                                    c.local_cu, plan.local_cu, chunk);
     // Per local segment: the end state from zero of its last piece (per row),
     // and the segment's log decay.
     std::vector<SegState> local(plan.mine.size());
@@ -158,9 +160,8 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
     ctx->saved_data["group"] = group_handle;
     ctx->saved_data["layout"] = layout_i;
     ctx->saved_data["mode"] = mode_i;
-    ctx->saved_data["cu"] = cu.has_value() && cu->defined()
-                                ? c10::IValue(cu->to(at::kCPU, at::kLong).contiguous())
-                                : c10::IValue();
+    ctx->saved_data["cu"] = c.cu_global.empty() ? c10::IValue()
+                                                : c10::IValue(at::tensor(c.cu_global, at::kLong));
     ctx->saved_data["hk0_dtype"] = has_h0 ? int64_t(hk0->scalar_type()) : int64_t(-1);
     ctx->saved_data["hv0_dtype"] = has_h0v ? int64_t(hv0->scalar_type()) : int64_t(-1);
     return {o.reshape(v.sizes())};
@@ -183,7 +184,8 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
     Tensor grad_o = grads[0].defined() ? grads[0] : at::zeros_like(v);
     auto split = ops::gsa_bwd_split(flat(grad_o.contiguous()), flat(q), flat(k), flat(v),
                                     flat(s), flat(g), p, ctx->saved_data["scale"].toDouble(),
-                                    h0k, h0v, local_cu, ctx->saved_data["chunk"].toInt());
+                                    h0k, h0v, local_cu, plan.local_cu,
+                                    ctx->saved_data["chunk"].toInt());
     const Tensor &dh0k = split->grad_in_k(), &dh0v = split->grad_in_v();
     // Gradients at each local segment's incoming state: its first piece's dh0.
     const int64_t nloc = plan.mine.size();

@@ -20,8 +20,9 @@ inline GsaArgs check_cuda(const char* fn, const at::Tensor& q, const at::Tensor&
                           const at::Tensor& v, const at::Tensor& s, const at::Tensor& g,
                           const std::optional<at::Tensor>& hk0,
                           const std::optional<at::Tensor>& hv0,
-                          const std::optional<at::Tensor>& cu, int64_t chunk_size) {
-  GsaArgs a = check_gsa_args(fn, q, k, v, s, g, hk0, hv0, cu);
+                          const std::optional<at::Tensor>& cu, int64_t chunk_size,
+                          const std::vector<int64_t>* cu_host = nullptr) {
+  GsaArgs a = check_gsa_args(fn, q, k, v, s, g, hk0, hv0, cu, cu_host);
   kernels::gsa_cuda_check_supported(fn, a.shape, to_kernel_dtype(q.scalar_type()), chunk_size);
   return a;
 }

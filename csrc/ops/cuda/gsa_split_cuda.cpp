@@ -21,6 +21,10 @@ std::optional<Tensor> opt(const Tensor& t) {
 
 const void* ptr(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 
+const std::vector<int64_t>* host_of(const Tensor& cu, const std::vector<int64_t>& host) {
+  return cu.defined() ? &host : nullptr;
+}
+
 // An incoming state (or gradient) for finish: checked against its shape, fp32.
 Tensor state_arg(const char* fn, const char* name, const Tensor& t, const std::vector<int64_t>& want,
                  const Tensor& like) {
@@ -32,8 +36,10 @@ Tensor state_arg(const char* fn, const char* name, const Tensor& t, const std::v
 class CudaFwdSplit final : public GsaFwdSplit {
  public:
   CudaFwdSplit(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
-               const Tensor& g, double scale, const Tensor& cu, int64_t chunk)
-      : a_(check_cuda(kFn, q, k, v, s, g, std::nullopt, std::nullopt, opt(cu), chunk)) {
+               const Tensor& g, double scale, const Tensor& cu,
+               const std::vector<int64_t>& cu_host, int64_t chunk)
+      : a_(check_cuda(kFn, q, k, v, s, g, std::nullopt, std::nullopt, opt(cu), chunk,
+                      host_of(cu, cu_host))) {
     const c10::cuda::CUDAGuard guard(q.device());
     in_ = device_inputs(q, k, v, s, g, std::nullopt, std::nullopt);
     out_ = alloc_fwd_outputs(a_, in_, at::kFloat, /*with_p=*/true);
@@ -71,8 +77,10 @@ class CudaBwdSplit final : public GsaBwdSplit {
  public:
   CudaBwdSplit(const Tensor& grad_o, const Tensor& q, const Tensor& k, const Tensor& v,
                const Tensor& s, const Tensor& g, const Tensor& p, double scale,
-               const Tensor& hk0, const Tensor& hv0, const Tensor& cu, int64_t chunk)
-      : a_(check_cuda(kFn, q, k, v, s, g, opt(hk0), opt(hv0), opt(cu), chunk)) {
+               const Tensor& hk0, const Tensor& hv0, const Tensor& cu,
+               const std::vector<int64_t>& cu_host, int64_t chunk)
+      : a_(check_cuda(kFn, q, k, v, s, g, opt(hk0), opt(hv0), opt(cu), chunk,
+                      host_of(cu, cu_host))) {
     check_bwd_args(kFn, a_, grad_o, &p, std::nullopt, std::nullopt, q, v, s);
     const c10::cuda::CUDAGuard guard(q.device());
     in_ = device_inputs(q, k, v, s, g, opt(hk0), opt(hv0));
@@ -115,16 +123,21 @@ class CudaBwdSplit final : public GsaBwdSplit {
 
 std::unique_ptr<GsaFwdSplit> gsa_fwd_split_cuda(const Tensor& q, const Tensor& k, const Tensor& v,
                                                 const Tensor& s, const Tensor& g, double scale,
-                                                const Tensor& cu, int64_t chunk_size) {
-  return std::make_unique<CudaFwdSplit>(q, k, v, s, g, scale, cu, chunk_size);
+                                                const Tensor& cu,
+                                                const std::vector<int64_t>& cu_host,
+                                                int64_t chunk_size) {
+  return std::make_unique<CudaFwdSplit>(q, k, v, s, g, scale, cu, cu_host, chunk_size);
 }
 
 std::unique_ptr<GsaBwdSplit> gsa_bwd_split_cuda(const Tensor& grad_o, const Tensor& q,
                                                 const Tensor& k, const Tensor& v, const Tensor& s,
                                                 const Tensor& g, const Tensor& p, double scale,
                                                 const Tensor& hk0, const Tensor& hv0,
-                                                const Tensor& cu, int64_t chunk_size) {
-  return std::make_unique<CudaBwdSplit>(grad_o, q, k, v, s, g, p, scale, hk0, hv0, cu, chunk_size);
+                                                const Tensor& cu,
+                                                const std::vector<int64_t>& cu_host,
+                                                int64_t chunk_size) {
+  return std::make_unique<CudaBwdSplit>(grad_o, q, k, v, s, g, p, scale, hk0, hv0, cu, cu_host,
+                                        chunk_size);
 }
 
 }  // namespace ravensp::ops
