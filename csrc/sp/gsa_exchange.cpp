@@ -51,10 +51,12 @@ std::vector<at::Tensor> in_sequence_order(const GsaPlan& plan, const at::Tensor&
 
 // sum_i exp(lw_i) (.) x_i over a run of segments: lw [n, B, H, M] fp64 log
 // weights, x states [n, B, H, K, M] (slot last) or [n, B, H, M, V] (slot third).
+// A broadcast product and a sum rather than an einsum: the run is a handful of
+// segments, and at short shards the op's time is its host time.
 at::Tensor weighted_sum(const at::Tensor& lw, const at::Tensor& x, bool slot_last,
                         at::ScalarType dt) {
   const at::Tensor w = lw.exp().to(dt);
-  return slot_last ? at::einsum("ibhm,ibhkm->bhkm", {w, x}) : at::einsum("ibhm,ibhmv->bhmv", {w, x});
+  return (x * w.unsqueeze(slot_last ? 3 : 4)).sum(0);
 }
 
 // LASP-2 forward: every rank gathers all segments' end states and log decays and
