@@ -4,6 +4,7 @@
 #   build  the Python package, ravensp-train and ravensp-bench (CUDA, MPI, NCCL)
 #   equiv  bf16 SP equivalence on the N GPUs over NCCL vs the one-GPU result
 #   sp     SP Raven layer: LASP-2/LASP-1 at 64K/256K/512K tokens per GPU, 1 vs N GPUs
+#   sp-latency  only its bare-op records at 256 tokens per GPU (LASP-2 vs LASP-1)
 #   sp-profile  its kernel times at 256K and the NCCL time hidden under compute
 #   gputests    the GPU pytest files of the kernels and of the one-GPU SP op
 #   ring   ring attention fwd+bwd vs local cuDNN SDPA and torch context_parallel
@@ -67,6 +68,8 @@ for s in "${steps[@]}"; do
   sp)
     mkdir -p "$OUT/bench"
     step sp 300 "${MPI[@]}" "$PY" -m ravensp.bench.sp_gsa --out "$OUT/bench/sp_gsa.json" ;;
+  sp-latency)  # only the bare-op latency records (256 tokens per GPU)
+    step sp-latency 120 "${MPI[@]}" "$PY" -m ravensp.bench.sp_gsa --tokens ;;
   sp-profile)  # kernel times and how much of the NCCL time runs alongside compute
     step sp-profile 150 "${MPI[@]}" "$PY" -m ravensp.bench.sp_gsa --tokens 262144 --profile ;;
   gputests)  # the CUDA kernels' and the one-GPU SP tests (rank 0's GPU)
@@ -98,7 +101,7 @@ for s in "${steps[@]}"; do
         --repeats=2 --warmup=1 --seq_max=$(( n == 1 ? 524288 : 1048576 * n / 2 )) \
         --json "$OUT/bench/gpu$n.json" --csv "$OUT/bench/gpu$n.csv"
     done ;;
-  *) log "unknown step $s (build equiv sp sp-profile gputests ring train bench)" ;;
+  *) log "unknown step $s (build equiv sp sp-latency sp-profile gputests ring train bench)" ;;
   esac
 done
 log "done"
