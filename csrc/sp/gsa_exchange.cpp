@@ -41,12 +41,26 @@ void p2p(comm::Communicator& c, const at::Tensor& t, int peer, bool send) {
   c.send_recv({send ? comm::send_op(to_buffer(t), peer) : comm::recv_op(to_buffer(t), peer)});
 }
 
-// The rows of every segment in sequence order, from the all-gather's [P, nloc,
-// B, X] buffer (views).
-std::vector<at::Tensor> in_sequence_order(const GsaPlan& plan, const at::Tensor& recv) {
+// Every segment's gathered row in sequence order, split into its key and value
+// states [n, B, H, K, M] / [n, B, H, M, V] and its log decays [n, B, H, M] in
+// fp64 (the combine's prefix sums), from the all-gather's [P, nloc, B, X] buffer.
+struct Gathered {
+  at::Tensor hk, hv, logd;
+};
+
+Gathered in_sequence_order(const GsaPlan& plan, const at::Tensor& recv, const at::Tensor& like_k,
+                           const at::Tensor& like_v, at::IntArrayRef logd_sizes) {
   std::vector<at::Tensor> rows;
   for (const SegmentInfo& info : plan.all) rows.push_back(recv[info.seg.rank][local_index(info.seg)]);
-  return rows;
+  const at::Tensor all = at::stack(rows);  // [n, B, X]
+  const int64_t n = all.size(0), nk = like_k[0].numel(), nv = like_v[0].numel();
+  auto shaped = [n](const at::Tensor& t, at::IntArrayRef one) {
+    std::vector<int64_t> sz{n};
+    sz.insert(sz.end(), one.begin(), one.end());
+    return t.reshape(sz);
+  };
+  return {shaped(all.narrow(2, 0, nk), like_k.sizes()), shaped(all.narrow(2, nk, nv), like_v.sizes()),
+          shaped(all.narrow(2, nk + nv, all.size(2) - nk - nv), logd_sizes).to(at::kDouble)};
 }
 
 // sum_i exp(lw_i) (.) x_i over a run of segments: lw [n, B, H, M] fp64 log
@@ -83,19 +97,11 @@ ExchangeFwd lasp2_forward(comm::Communicator& c, const GsaPlan& plan,
   at::Tensor send = at::stack(rows).contiguous();  // [nloc, B, X]
   at::Tensor recv = at::empty({plan.world, nloc, send.size(1), send.size(2)}, send.options());
   c.all_gather(to_buffer(send), to_buffer(recv));
-  const at::Tensor all = at::stack(in_sequence_order(plan, recv));  // [n, B, X]
   const SegState& like = local[0];
-  const int64_t n = all.size(0), nk = like.hk[0].numel(), nv = like.hv[0].numel();
-  auto shaped = [&](const at::Tensor& t, at::IntArrayRef one) {
-    std::vector<int64_t> sz{n};
-    sz.insert(sz.end(), one.begin(), one.end());
-    return t.reshape(sz);
-  };
-  const at::Tensor Lk = shaped(all.narrow(2, 0, nk), like.hk.sizes());
-  const at::Tensor Lv = shaped(all.narrow(2, nk, nv), like.hv.sizes());
-  const at::Tensor C = shaped(all.narrow(2, nk + nv, like.logd[0].numel()), like.logd.sizes())
-                           .to(at::kDouble)
-                           .cumsum(0);  // [n, B, H, M]
+  const Gathered all = in_sequence_order(plan, recv, like.hk, like.hv, like.logd.sizes());
+  const at::Tensor &Lk = all.hk, &Lv = all.hv;
+  const at::Tensor C = all.logd.cumsum(0);  // [n, B, H, M]
+  const int64_t n = Lk.size(0);
   const auto dt = like.hk.scalar_type();
   ExchangeFwd out;
   out.incoming.resize(nloc);
@@ -181,19 +187,10 @@ ExchangeBwd exchange_backward(comm::Communicator& c, const GsaPlan& plan, StateE
     // The reverse recurrence G_j = flows_in_j ? gin_j + [pass_through_j] D_j (.) G_{j+1} : 0
     // in closed form: G_u = sum_{i=u..e} exp(E_i - E_u) (.) gin_i, E the exclusive
     // prefix sum of the log decays and e the last segment the chain reaches.
-    const at::Tensor all = at::stack(in_sequence_order(plan, recv));  // [n, B, X]
     const SegState& like = grad_in[0];
-    const int64_t nk = like.hk[0].numel(), nv = like.hv[0].numel();
-    auto shaped = [&](const at::Tensor& t, at::IntArrayRef one) {
-      std::vector<int64_t> sz{n};
-      sz.insert(sz.end(), one.begin(), one.end());
-      return t.reshape(sz);
-    };
-    const at::Tensor Gk = shaped(all.narrow(2, 0, nk), like.hk.sizes());
-    const at::Tensor Gv = shaped(all.narrow(2, nk, nv), like.hv.sizes());
-    const at::Tensor logd = shaped(all.narrow(2, nk + nv, all.size(2) - nk - nv),
-                                   local_logd[0].sizes()).to(at::kDouble);
-    const at::Tensor E = logd.cumsum(0) - logd;  // exclusive prefix sums
+    const Gathered all = in_sequence_order(plan, recv, like.hk, like.hv, local_logd[0].sizes());
+    const at::Tensor &Gk = all.hk, &Gv = all.hv;
+    const at::Tensor E = all.logd.cumsum(0) - all.logd;  // exclusive prefix sums
     const auto dt = like.hk.scalar_type();
     auto G_at = [&](int64_t u) -> SegState {  // the gradient at the state before segment u
       if (u >= n || !plan.all[u].flows_in) return zeros_like(like);

@@ -164,23 +164,26 @@ __device__ __forceinline__ void chunk_decay(float* G, float* E, int ld, const T*
   __syncthreads();
 }
 
+// Slot softmax of one row of M scores by one warp: p[m] = softmax(u)[m] (p may
+// be u).
+__device__ __forceinline__ void warp_softmax(const float* u, float* p, int M) {
+  const int lane = threadIdx.x & 31;
+  float mx = -INFINITY;
+  for (int m = lane; m < M; m += 32) mx = fmaxf(mx, u[m]);
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  float sum = 0.f;
+  for (int m = lane; m < M; m += 32) sum += __expf(u[m] - mx);
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  const float inv = 1.f / sum;
+  for (int m = lane; m < M; m += 32) p[m] = __expf(u[m] - mx) * inv;
+}
+
 // Slot softmax of the first L rows of U [kChunk][ldu] (fp32 scores, M slots),
 // one warp per row, into p (row t at p + t * stride).
 __device__ __forceinline__ void softmax_rows(const float* U, int ldu, int L, int M, float* p,
                                              int64_t stride) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int t = warp; t < L; t += blockDim.x / 32) {
-    const float* ut = U + t * ldu;
-    float mx = -INFINITY;
-    for (int m = lane; m < M; m += 32) mx = fmaxf(mx, ut[m]);
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float sum = 0.f;
-    for (int m = lane; m < M; m += 32) sum += __expf(ut[m] - mx);
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    const float inv = 1.f / sum;
-    float* pt = p + t * stride;
-    for (int m = lane; m < M; m += 32) pt[m] = __expf(ut[m] - mx) * inv;
-  }
+  for (int t = threadIdx.x >> 5; t < L; t += blockDim.x / 32)
+    warp_softmax(U + t * ldu, p + t * stride, M);
 }
 
 }  // namespace ravensp::kernels::gsa_cuda

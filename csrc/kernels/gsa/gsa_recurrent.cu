@@ -66,17 +66,8 @@ __global__ void __launch_bounds__(kThreads) rec_pass1_kernel(
 // One warp per token row: u -> softmax(u) in place.
 __global__ void __launch_bounds__(kThreads) rec_softmax_kernel(float* u, int64_t rows, int M) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  const int lane = threadIdx.x & 31;
   if (row >= rows) return;
-  float* ur = u + row * M;
-  float mx = -INFINITY;
-  for (int m = lane; m < M; m += 32) mx = fmaxf(mx, ur[m]);
-  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  float sum = 0.f;
-  for (int m = lane; m < M; m += 32) sum += __expf(ur[m] - mx);
-  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  const float inv = 1.f / sum;
-  for (int m = lane; m < M; m += 32) ur[m] = __expf(ur[m] - mx) * inv;
+  warp_softmax(u + row * M, u + row * M, M);
 }
 
 // grid (N*H, V/32): o_t[v] = sum_m Hv_t[m][v] p_t[m]; writes the final Hv block.
