@@ -65,20 +65,16 @@ __global__ void __launch_bounds__(kThreads) bwd_pairs_kernel(
   const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
 
-  for (int kt = 0; kt < K / kTile; ++kt) {
-    load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-    load_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-    __syncthreads();
-    block_mma<false, true>(A1, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
-    __syncthreads();
-  }
-  for (int vt = 0; vt < V / kTile; ++vt) {
-    load_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-    load_tile(Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-    __syncthreads();
-    block_mma<false, true>(VdO, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, vt > 0);
-    __syncthreads();
-  }
+  staged_mma<false, true>(A1, L_.lda, Xs, Ys, L_.ldx, K / kTile, [&](int kt) {
+    return TileSrc<T>{q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
+  }, [&](int kt) {
+    return TileSrc<T>{k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
+  }, kChunk, kChunk, kTile, false);
+  staged_mma<false, true>(VdO, L_.lda, Xs, Ys, L_.ldx, V / kTile, [&](int vt) {
+    return TileSrc<T>{dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile};
+  }, [&](int vt) {
+    return TileSrc<T>{v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile};
+  }, kChunk, kChunk, kTile, false);
   for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x)
     A1[(idx / kChunk) * L_.lda + idx % kChunk] *= scale;
 
@@ -127,7 +123,7 @@ struct DsStateSmem {
 // dg_t = sum_{t' >= t in the chunk} (dgca - s ds_state)_t' plus, at the last
 // token, the decay term sum Hk_end dHk_end + sum Hv_end dHv_end per slot.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) bwd_ds_state_kernel(
+__global__ void __launch_bounds__(kThreads, 2) bwd_ds_state_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
     const T* __restrict__ s, const T* __restrict__ g, const float* __restrict__ hk,
     const float* __restrict__ hv, const float* __restrict__ fin_k,
@@ -161,22 +157,18 @@ __global__ void __launch_bounds__(kThreads) bwd_ds_state_kernel(
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T.
-    for (int kt = 0; kt < K / kTile; ++kt) {
-      __syncthreads();
-      load_tile(Xs, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-      load_tile(Ys, L_.ldx, dhk_end + static_cast<int64_t>(kt) * kTile * M + m0,
-                static_cast<int64_t>(M), kTile, kTile, MS);
-      __syncthreads();
-      block_mma<false, false>(Xc, L_.ldc, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
-    }
-    for (int vt = 0; vt < V / kTile; ++vt) {
-      __syncthreads();
-      load_tile(Xs, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-      load_tile(Ys, L_.ldx, dhv_end + static_cast<int64_t>(m0) * V + vt * kTile,
-                static_cast<int64_t>(V), MS, MS, kTile);
-      __syncthreads();
-      block_mma<false, true>(Xc, L_.ldc, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, true);
-    }
+    staged_mma<false, false>(Xc, L_.ldc, Xs, Ys, L_.ldx, K / kTile, [&](int kt) {
+      return TileSrc<T>{k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
+    }, [&](int kt) {
+      return TileSrc<float>{dhk_end + static_cast<int64_t>(kt) * kTile * M + m0,
+                            static_cast<int64_t>(M), kTile, kTile, MS};
+    }, kChunk, MS, kTile, false);
+    staged_mma<false, true>(Xc, L_.ldc, Xs, Ys, L_.ldx, V / kTile, [&](int vt) {
+      return TileSrc<T>{v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile};
+    }, [&](int vt) {
+      return TileSrc<float>{dhv_end + static_cast<int64_t>(m0) * V + vt * kTile,
+                            static_cast<int64_t>(V), MS, MS, kTile};
+    }, kChunk, MS, kTile, true);
     // Last-token decay term: sum_k Hk_end dHk_end + sum_v Hv_end dHv_end per slot.
     {
       const int m = threadIdx.x % MS, part = threadIdx.x / MS, parts = kThreads / MS;

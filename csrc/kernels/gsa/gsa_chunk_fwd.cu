@@ -53,22 +53,17 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
   const int64_t unit = cp.j * H + h;
   const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
-  for (int kt = 0; kt < K / kTile; ++kt) {
-    load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-    load_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-    __syncthreads();
-    block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
-    __syncthreads();
-  }
+  auto q_tile = [&](int kt) {
+    return TileSrc<T>{q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
+  };
+  staged_mma<false, true>(A, L_.lda, Xs, Ys, L_.ldx, K / kTile, q_tile, [&](int kt) {
+    return TileSrc<T>{k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
+  }, kChunk, kChunk, kTile, false);
   for (int m0 = 0; m0 < M; m0 += MS) {
-    for (int kt = 0; kt < K / kTile; ++kt) {
-      load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-      load_tile(Ys, L_.ldx, hk + unit * K * M + static_cast<int64_t>(kt) * kTile * M + m0,
-                static_cast<int64_t>(M), kTile, kTile, MS);
-      __syncthreads();
-      block_mma<false, false>(U + m0, L_.ldu, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
-      __syncthreads();
-    }
+    staged_mma<false, false>(U + m0, L_.ldu, Xs, Ys, L_.ldx, K / kTile, q_tile, [&](int kt) {
+      return TileSrc<float>{hk + unit * K * M + static_cast<int64_t>(kt) * kTile * M + m0,
+                            static_cast<int64_t>(M), kTile, kTile, MS};
+    }, kChunk, MS, kTile, false);
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();

@@ -82,4 +82,49 @@ __device__ __forceinline__ void block_mma(float* C, int ldc, const T* A, int lda
   BlockMma<T, kTA, kTB>::run(C, ldc, A, lda, B, ldb, m, n, k, accumulate);
 }
 
+// One global tile of a staged product: rows x cols of a row-major source (row r
+// at p + r * stride); rows >= valid read as zero.
+template <typename S>
+struct TileSrc {
+  using Elem = S;
+  const S* p;
+  int64_t stride;
+  int rows, valid, cols;
+};
+
+// C (+)= sum over st < steps of A_st @ B_st, step st's tiles loaded from global
+// memory (a(st), b(st) return their TileSrc) through the staging tiles Xs, Ys
+// (leading dim ldx, converted to T): the next step's loads are in flight while
+// the block multiplies the current tiles, so a K-loop waits on memory once
+// rather than once per tile. A and B as in block_mma. Begins and ends with a
+// barrier (Xs and Ys are free before and after).
+template <bool kTA, bool kTB, typename T, typename FA, typename FB>
+__device__ __forceinline__ void staged_mma(float* C, int ldc, T* Xs, T* Ys, int ldx, int steps,
+                                           FA a, FB b, int m, int n, int k, bool accumulate) {
+  using SA = typename decltype(a(0))::Elem;
+  using SB = typename decltype(b(0))::Elem;
+  TileFetch<T, SA> fa;
+  TileFetch<T, SB> fb;
+  auto fetch = [&](int st) {
+    const TileSrc<SA> ta = a(st);
+    const TileSrc<SB> tb = b(st);
+    fa.fetch(ta.p, ta.stride, ta.rows, ta.valid, ta.cols);
+    fb.fetch(tb.p, tb.stride, tb.rows, tb.valid, tb.cols);
+  };
+  fetch(0);
+  for (int st = 0; st < steps; ++st) {
+    __syncthreads();
+    {
+      const TileSrc<SA> ta = a(st);
+      const TileSrc<SB> tb = b(st);
+      fa.store(Xs, ldx, ta.p, ta.stride, ta.rows, ta.valid, ta.cols);
+      fb.store(Ys, ldx, tb.p, tb.stride, tb.rows, tb.valid, tb.cols);
+    }
+    __syncthreads();
+    if (st + 1 < steps) fetch(st + 1);
+    block_mma<kTA, kTB>(C, ldc, Xs, ldx, Ys, ldx, m, n, k, accumulate || st > 0);
+  }
+  __syncthreads();
+}
+
 }  // namespace ravensp::kernels::gsa_cuda

@@ -56,14 +56,12 @@ __global__ void __launch_bounds__(kThreads) inter_softmax_kernel(
   }
   const float* hin = hk_in + (static_cast<int64_t>(cp.n) * H + h) * K * M;
   for (int m0 = 0; m0 < M; m0 += MS) {
-    for (int kt = 0; kt < K / kTile; ++kt) {
-      load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-      load_tile(Ys, L_.ldx, hin + static_cast<int64_t>(kt) * kTile * M + m0,
-                static_cast<int64_t>(M), kTile, kTile, MS);
-      __syncthreads();
-      block_mma<false, false>(U + m0, L_.ldu, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
-      __syncthreads();
-    }
+    staged_mma<false, false>(U + m0, L_.ldu, Xs, Ys, L_.ldx, K / kTile, [&](int kt) {
+      return TileSrc<T>{q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
+    }, [&](int kt) {
+      return TileSrc<float>{hin + static_cast<int64_t>(kt) * kTile * M + m0,
+                            static_cast<int64_t>(M), kTile, kTile, MS};
+    }, kChunk, MS, kTile, false);
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;

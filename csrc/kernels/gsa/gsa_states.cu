@@ -39,28 +39,29 @@ __global__ void chunk_map_kernel(const int64_t* cu, int64_t N, int64_t T, int64_
   }
 }
 
-// grid (NC, H, K/64 + V/64): block z computes 64 rows of the local Hk
-// (k-tile z) or 64 columns of the local Hv, from W = s * exp(G_L - G).
+// grid (NC, H): the chunk's local states from W = s * exp(G_L - G), one 64-row
+// tile of Hk (K/64 of them) or 64-column tile of Hv (V/64) after another. The
+// decay and W are computed once per chunk; the next k or v tile is in flight
+// while the block multiplies the current one.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) local_states_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
     const T* __restrict__ s, const T* __restrict__ g, float* hk, float* hv, float* gl) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
-  const int h = blockIdx.y, z = blockIdx.z;
+  const int h = blockIdx.y;
   const int ldg = ld_ew(M), ldw = ld_of<T>(M), ldx = ld_of<T>(kTile);
   float* G = reinterpret_cast<float*>(smem_raw);
   T* W = reinterpret_cast<T*>(G + kChunk * ldg + 32);
   T* X = W + kChunk * ldw + 64;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
-  const int kt = K / kTile;
-  // The token tile first: the barriers of the decay below also publish it.
-  if (z < kt)
-    load_tile(X, ldx, k + (cp.tok0 * H + h) * K + z * kTile, static_cast<int64_t>(H) * K, kChunk,
-              cp.L, kTile);
-  else
-    load_tile(X, ldx, v + (cp.tok0 * H + h) * V + (z - kt) * kTile, static_cast<int64_t>(H) * V,
-              kChunk, cp.L, kTile);
+  const int nk = K / kTile, nz = nk + V / kTile;
+  auto tile_src = [&](int z) {
+    return z < nk ? k + (cp.tok0 * H + h) * K + z * kTile : v + (cp.tok0 * H + h) * V + (z - nk) * kTile;
+  };
+  const int64_t rowX[2] = {static_cast<int64_t>(H) * K, static_cast<int64_t>(H) * V};
+  TileFetch<T, T> next;
+  next.fetch(tile_src(0), rowX[0], kChunk, cp.L, kTile);
   chunk_decay<T>(G, nullptr, ldg, g + tokM, rowM, cp.L, M);
   for (int idx = threadIdx.x; idx < kChunk * M; idx += blockDim.x) {
     const int t = idx / M, m = idx - t * M;
@@ -68,16 +69,19 @@ __global__ void __launch_bounds__(kThreads) local_states_kernel(
     W[t * ldw + m] = from_f<T>(sv * __expf(G[(kChunk - 1) * ldg + m] - G[t * ldg + m]));
   }
   const int64_t unit = cp.j * H + h;
-  if (z == 0)
-    for (int m = threadIdx.x; m < M; m += blockDim.x) gl[unit * M + m] = G[(kChunk - 1) * ldg + m];
-  __syncthreads();
-  if (z < kt) {
-    block_mma<true, false>(hk + unit * K * M + static_cast<int64_t>(z) * kTile * M, M, X, ldx, W,
-                           ldw, kTile, M, kChunk, false);
-  } else {
-    const int vt = z - kt;
-    block_mma<true, false>(hv + unit * M * V + vt * kTile, V, W, ldw, X, ldx, M, kTile, kChunk,
-                           false);
+  for (int m = threadIdx.x; m < M; m += blockDim.x) gl[unit * M + m] = G[(kChunk - 1) * ldg + m];
+  for (int z = 0; z < nz; ++z) {
+    next.store(X, ldx, tile_src(z), rowX[z >= nk], kChunk, cp.L, kTile);
+    __syncthreads();
+    if (z + 1 < nz) next.fetch(tile_src(z + 1), rowX[z + 1 >= nk], kChunk, cp.L, kTile);
+    if (z < nk) {
+      block_mma<true, false>(hk + unit * K * M + static_cast<int64_t>(z) * kTile * M, M, X, ldx, W,
+                             ldw, kTile, M, kChunk, false);
+    } else {
+      block_mma<true, false>(hv + unit * M * V + (z - nk) * kTile, V, W, ldw, X, ldx, M, kTile,
+                             kChunk, false);
+    }
+    __syncthreads();
   }
 }
 
@@ -150,8 +154,7 @@ void local_states_typed(const Plan& p, const void* k, const void* v, const void*
   const size_t smem = (kChunk * ld_ew(p.M) + 32) * sizeof(float) +
                       (kChunk * ld_of<T>(p.M) + 64 + kChunk * ld_of<T>(kTile)) * sizeof(T);
   set_smem(local_states_kernel<T>, smem, "gsa local_states");
-  dim3 grid(p.NC, p.H, p.K / kTile + p.V / kTile);
-  local_states_kernel<T><<<grid, kThreads, smem, stream>>>(
+  local_states_kernel<T><<<dim3(p.NC, p.H), kThreads, smem, stream>>>(
       chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v),
       static_cast<const T*>(s), static_cast<const T*>(g), p.hk, p.hv, p.gl);
   RAVENSP_LAUNCH_CHECK("gsa local_states_kernel");
