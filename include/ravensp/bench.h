@@ -174,23 +174,24 @@ double lasp2_state_bytes(const Shape& s);
 // Compute costs measured on one H100 (docs/benchmarks/*.json, docs/launcher.md,
 // DEVICE.md); see docs/scaling_model.md for where each number comes from.
 struct Calibration {
-  std::vector<double> raven_tokens{65536, 262144, 524288};       // sp_gsa.json
-  std::vector<double> raven_ms_local{57.629, 208.077, 407.212};  // ms_fwd_bwd_without_sp
-  std::vector<double> raven_ms_sp{65.387, 232.882, 460.862};     // ms_fwd_bwd, LASP-2, 1 GPU
+  std::vector<double> raven_tokens{65536, 262144, 524288};       // sp_gsa_h100.json
+  std::vector<double> raven_ms_local{48.21, 171.847, 337.843};   // ms_fwd_bwd_without_sp
+  std::vector<double> raven_ms_sp{48.163, 176.33, 347.192};      // ms_fwd_bwd, LASP-2, 1 GPU
   // kernels.json, ravensp chunk_gsa fwd+bwd at T=32768: M=256 minus M=64, per token.
-  double m256_extra_us_per_token = (51.7536 - 13.4316) * 1e3 / 32768;
+  double m256_extra_us_per_token = (28.6479 - 8.2176) * 1e3 / 32768;
   double attn_tflops = 423;  // DEVICE.md: cuDNN causal fwd+bwd, head dim 64
   // docs/launcher.md: hybrid-340M step on one H100 (recompute on), seconds.
   std::vector<double> train_tokens{32768, 131072, 262144};
   std::vector<double> train_step_s{1.31, 5.58, 14.03};
   double overlap_fraction = 0.5;  // share of a pass that can hide a LASP-2 all-gather
-  // Two H100s (sp_gsa.json, gpus = 2): LASP-2's exposed time per Raven layer fwd+bwd
-  // (2-rank minus 1-rank SP time) at 64K, 256K, 512K tokens per GPU. Its median over
-  // the layer's two all-gathers, beyond the bandwidth model's, is a fixed cost per
-  // exchange that no overlap hides (launch latency, rank skew, host syncs). Since the
-  // handshake moved to the host control plane it is within noise of zero (it was
-  // 0.27, 0.93, 0.79 ms with the handshake over NCCL).
-  std::vector<double> lasp2_exposed_ms_2gpu{-0.044, 0.531, -0.123};
+  // Two GPUs (sp_gsa.json, gpus = 2; two H200s, the only two-GPU machine lent when
+  // it was measured): LASP-2's exposed time per Raven layer fwd+bwd (2-rank minus
+  // 1-rank SP time) at 64K, 256K, 512K tokens per GPU. Its median over the layer's
+  // two all-gathers, beyond the bandwidth model's, is a fixed cost per exchange that
+  // no overlap hides (launch latency, rank skew). With the exchange on a side stream
+  // under the split passes it is rank skew and timing noise (two H100s, before: -0.04,
+  // 0.53, -0.12 ms; with the handshake over NCCL 0.27, 0.93, 0.79 ms).
+  std::vector<double> lasp2_exposed_ms_2gpu{0.312, 0.327, 1.804};
   // hybrid-340M steps on two H100s (recompute on): ravensp-bench train_step at 64K
   // and 128K total tokens, the launcher at 512K (docs/launcher.md). Checked, not fitted.
   std::vector<double> train2_tokens{65536, 131072, 524288};

@@ -120,7 +120,7 @@ def test_predict_calibration_is_the_measured_json(tmp_path):
                          text=True, timeout=120).stdout
     assert "LASP-2 paper comparison" in txt
     cal = json.loads(out.read_text())["calibration"]
-    sp = [r for r in json.load(open(os.path.join(GPU_DIR, "sp_gsa.json")))["records"]
+    sp = [r for r in json.load(open(os.path.join(GPU_DIR, "sp_gsa_h100.json")))["records"]
           if r["exchange"] == "lasp2" and r.get("gpus", 1) == 1]
     assert cal["raven_tokens"] == [r["tokens_per_gpu"] for r in sp]
     assert cal["raven_ms_local"] == pytest.approx([r["ms_fwd_bwd_without_sp"] for r in sp], rel=1e-6)
