@@ -130,27 +130,24 @@ __global__ void __launch_bounds__(kThreads) pass2_kernel(
       const int t = idx / MS, m = idx - t * MS;
       Pg[t * L_.ldx + m] = from_f<T>(Ps[t * L_.lde + m] * __expf(Gs[t * L_.lde + m]));
     }
-    for (int vt = 0; vt < V / kTile; ++vt) {
-      __syncthreads();
-      load_tile(Xs, L_.ldx, hv + unit * M * V + static_cast<int64_t>(m0) * V + vt * kTile,
-                static_cast<int64_t>(V), MS, MS, kTile);
-      __syncthreads();
-      block_mma<false, false>(O + vt * kTile, L_.ldo, Pg, L_.ldx, Xs, L_.ldx, kChunk, kTile, MS,
+    staged_tiles(Xs, L_.ldx, V / kTile, [&](int vt) {
+      return TileSrc<float>{hv + unit * M * V + static_cast<int64_t>(m0) * V + vt * kTile,
+                            static_cast<int64_t>(V), MS, MS, kTile};
+    }, [&](int vt, const T* X) {
+      block_mma<false, false>(O + vt * kTile, L_.ldo, Pg, L_.ldx, X, L_.ldx, kChunk, kTile, MS,
                               m0 > 0);
-    }
-    __syncthreads();
+    });
   }
   for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x) {
     const int t = idx / kChunk, i = idx - t * kChunk;
     A2t[t * L_.ldx + i] = from_f<T>(A2[t * L_.lda + i]);
   }
-  for (int vt = 0; vt < V / kTile; ++vt) {
-    load_tile(Xs, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-    __syncthreads();
-    block_mma<false, false>(O + vt * kTile, L_.ldo, A2t, L_.ldx, Xs, L_.ldx, kChunk, kTile,
+  staged_tiles(Xs, L_.ldx, V / kTile, [&](int vt) {
+    return TileSrc<T>{v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile};
+  }, [&](int vt, const T* X) {
+    block_mma<false, false>(O + vt * kTile, L_.ldo, A2t, L_.ldx, X, L_.ldx, kChunk, kTile,
                             kChunk, true);
-    __syncthreads();
-  }
+  });
   for (int idx = threadIdx.x; idx < cp.L * V; idx += blockDim.x) {
     const int t = idx / V, c = idx - t * V;
     o[tokV + t * rowV + c] = from_f<T>(O[t * L_.ldo + c]);

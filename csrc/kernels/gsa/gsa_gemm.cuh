@@ -127,4 +127,32 @@ __device__ __forceinline__ void staged_mma(float* C, int ldc, T* Xs, T* Ys, int 
   __syncthreads();
 }
 
+// body(st, tile) for st < steps, tile being step st's global tile (src(st))
+// staged into buf (leading dim ld, converted to T); the next step's loads are in
+// flight while body runs. For loops whose other operand already sits in shared
+// memory or whose output moves with the step. Begins and ends with a barrier.
+template <typename T, typename FS, typename Body>
+__device__ __forceinline__ void staged_tiles(T* buf, int ld, int steps, FS src, Body body) {
+  using S = typename decltype(src(0))::Elem;
+  TileFetch<T, S> f;
+  {
+    const TileSrc<S> t = src(0);
+    f.fetch(t.p, t.stride, t.rows, t.valid, t.cols);
+  }
+  for (int st = 0; st < steps; ++st) {
+    __syncthreads();
+    {
+      const TileSrc<S> t = src(st);
+      f.store(buf, ld, t.p, t.stride, t.rows, t.valid, t.cols);
+    }
+    __syncthreads();
+    if (st + 1 < steps) {
+      const TileSrc<S> t = src(st + 1);
+      f.fetch(t.p, t.stride, t.rows, t.valid, t.cols);
+    }
+    body(st, static_cast<const T*>(buf));
+  }
+  __syncthreads();
+}
+
 }  // namespace ravensp::kernels::gsa_cuda
