@@ -57,20 +57,22 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
 
   // dp = exp(G) (dO Hv^T) + sum_{i<=t} (do_t . v_i) s_i exp(G_t - G_i)
-  auto do_tile = [&](int vt) {
-    return TileSrc<T>{dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile};
-  };
-  auto q_tile = [&](int kt) {
-    return TileSrc<T>{q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
-  };
-  staged_mma<false, true>(A, L_.lda, Xs, Ys, L_.ldx, V / kTile, do_tile, [&](int vt) {
-    return TileSrc<T>{v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile};
-  }, kChunk, kChunk, kTile, false);
+  for (int vt = 0; vt < V / kTile; ++vt) {
+    load_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+    load_tile(Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+    __syncthreads();
+    block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, vt > 0);
+    __syncthreads();
+  }
   for (int m0 = 0; m0 < M; m0 += MS) {
-    staged_mma<false, true>(DP + m0, L_.ldd, Xs, Ys, L_.ldx, V / kTile, do_tile, [&](int vt) {
-      return TileSrc<float>{hv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile,
-                            static_cast<int64_t>(V), MS, MS, kTile};
-    }, kChunk, MS, kTile, false);
+    for (int vt = 0; vt < V / kTile; ++vt) {
+      load_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+      load_tile(Ys, L_.ldx, hv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile,
+                static_cast<int64_t>(V), MS, MS, kTile);
+      __syncthreads();
+      block_mma<false, true>(DP + m0, L_.ldd, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, vt > 0);
+      __syncthreads();
+    }
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
@@ -86,14 +88,22 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     if (lane == 0) R[t] = acc;
   }
   // A1 = q k^T (unscaled: gated_scores applies the scale).
-  staged_mma<false, true>(A, L_.lda, Xs, Ys, L_.ldx, K / kTile, q_tile, [&](int kt) {
-    return TileSrc<T>{k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
-  }, kChunk, kChunk, kTile, false);
+  for (int kt = 0; kt < K / kTile; ++kt) {
+    load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+    load_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+    __syncthreads();
+    block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
+    __syncthreads();
+  }
   for (int m0 = 0; m0 < M; m0 += MS) {
-    staged_mma<false, false>(Us, L_.lds, Xs, Ys, L_.ldx, K / kTile, q_tile, [&](int kt) {
-      return TileSrc<float>{hk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0,
-                            static_cast<int64_t>(M), kTile, kTile, MS};
-    }, kChunk, MS, kTile, false);
+    for (int kt = 0; kt < K / kTile; ++kt) {
+      load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+      load_tile(Ys, L_.ldx, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0,
+                static_cast<int64_t>(M), kTile, kTile, MS);
+      __syncthreads();
+      block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
+      __syncthreads();
+    }
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
