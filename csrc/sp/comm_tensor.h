@@ -21,6 +21,8 @@ inline comm::DType comm_dtype(at::ScalarType st) {
     case at::kHalf: return comm::DType::kFloat16;
     case at::kLong: return comm::DType::kInt64;
     case at::kInt: return comm::DType::kInt32;
+    case at::kByte: return comm::DType::kUInt8;
+    case at::kChar: return comm::DType::kInt8;
     default: break;
   }
   RAVENSP_CHECK(false, "no communicator dtype for ", st);

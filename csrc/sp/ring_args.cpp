@@ -1,10 +1,8 @@
-// Ring attention's boundary: local argument checks, then one all-gather of a
-// fixed-size record (shape fields, a hash of cu_seqlens, and the first local
-// error message) so a bad input on any rank raises on all ranks instead of
-// leaving the others blocked in a transfer.
+// Ring attention's boundary: local argument checks, then the SP handshake
+// (sp/handshake.h: shape fields, a hash of cu_seqlens and the local error
+// message) so a bad input on any rank raises on all ranks instead of leaving
+// the others blocked in a transfer.
 #include "ring_args.h"
-
-#include <c10/core/impl/VirtualGuardImpl.h>
 
 #include <array>
 #include <cmath>
@@ -14,6 +12,7 @@
 #include "ravensp/check.h"
 #include "ravensp/ring_attention.h"
 #include "ring_exchange.h"
+#include "sp/handshake.h"
 
 namespace ravensp::sp::ring {
 namespace {
@@ -88,55 +87,18 @@ void check_local(const char* op, Config& c, const at::Tensor& q, const at::Tenso
   same(lse, "lse", {c.B, c.H, c.L});
 }
 
-// The handshake record: these fields, then the local error message.
-constexpr const char* kFields[] = {"B", "L", "H", "Hkv", "D", "dtype", "device type", "causal",
-                                   "window", "layout", "scale", "cu_seqlens length",
-                                   "cu_seqlens (hash)", "ok"};
-constexpr size_t kNumFields = sizeof(kFields) / sizeof(kFields[0]);
-constexpr size_t kMsgBytes = 512;
-constexpr size_t kRecordBytes = kNumFields * 8 + kMsgBytes;
+// What every rank must agree on, for the shared handshake (sp/handshake.h).
+const std::vector<const char*> kFields = {"B", "L", "H", "Hkv", "D", "dtype", "device type",
+                                          "causal", "window", "layout", "scale",
+                                          "cu_seqlens length", "cu_seqlens (hash)"};
 
-// Over ctl, the group's control communicator (sp::control_group): host memory
-// when one is set, so the record costs no wait for the GPU.
-void handshake(const char* op, const Config& c, comm::Communicator& ctl, const at::Tensor& q,
-               const std::string& err) {
+std::vector<int64_t> values_of(const Config& c, const at::Tensor& q) {
   int64_t scale_bits;
   std::memcpy(&scale_bits, &c.scale, 8);
-  uint64_t hash = 1469598103934665603ull;
-  for (int64_t x : c.cu) hash = (hash ^ static_cast<uint64_t>(x)) * 1099511628211ull;
-  const std::array<int64_t, kNumFields> mine = {
-      c.B, c.L, c.H, c.Hkv, c.D, static_cast<int64_t>(q.scalar_type()),
-      static_cast<int64_t>(q.device().type()), c.causal, c.window, static_cast<int64_t>(c.layout),
-      scale_bits, static_cast<int64_t>(c.cu.size()), static_cast<int64_t>(hash), err.empty()};
-  at::Tensor rec = at::zeros({static_cast<int64_t>(kRecordBytes)}, at::kByte);
-  std::memcpy(rec.data_ptr(), mine.data(), kNumFields * 8);
-  std::memcpy(static_cast<char*>(rec.data_ptr()) + kNumFields * 8, err.data(),
-              std::min(err.size(), kMsgBytes - 1));
-  const bool cuda = ctl.memory() == comm::DeviceType::kCUDA;
-  const at::Device d = cuda ? (q.is_cuda() ? q.device() : at::Device(at::kCUDA)) : at::kCPU;
-  at::Tensor send = rec.to(d), all = at::empty({c.world * int64_t(kRecordBytes)}, send.options());
-  void* stream = nullptr;
-  if (cuda) stream = c10::impl::VirtualGuardImpl(at::kCUDA).getStream(d).native_handle();
-  comm::Device cd{cuda ? comm::DeviceType::kCUDA : comm::DeviceType::kCPU, cuda ? d.index() : 0};
-  ctl.all_gather(comm::Buffer{send.data_ptr(), kRecordBytes, comm::DType::kUInt8, cd, stream},
-                     comm::Buffer{all.data_ptr(), all.numel() * size_t(1), comm::DType::kUInt8, cd,
-                                  stream});
-  at::Tensor host = all.cpu();
-  const char* base = static_cast<const char*>(host.data_ptr());
-  auto field = [&](int r, size_t f) {
-    int64_t x;
-    std::memcpy(&x, base + r * kRecordBytes + f * 8, 8);
-    return x;
-  };
-  for (int r = 0; r < c.world; ++r)
-    RAVENSP_CHECK(field(r, kNumFields - 1) == 1, op, ": ", c.comm->who(), ": rank ", r,
-                  " rejected its inputs: ",
-                  std::string(base + r * kRecordBytes + kNumFields * 8));
-  for (int r = 1; r < c.world; ++r)
-    for (size_t f = 0; f + 1 < kNumFields; ++f)
-      RAVENSP_CHECK(field(r, f) == field(0, f), op, ": ", c.comm->who(),
-                    ": ranks disagree on ", kFields[f], ": rank 0 has ", field(0, f), ", rank ",
-                    r, " has ", field(r, f), " (every rank must pass the same shapes and options)");
+  return {c.B, c.L, c.H, c.Hkv, c.D, static_cast<int64_t>(q.scalar_type()),
+          static_cast<int64_t>(q.device().type()), c.causal, c.window,
+          static_cast<int64_t>(c.layout), scale_bits, static_cast<int64_t>(c.cu.size()),
+          checksum(c.cu)};
 }
 
 }  // namespace
@@ -154,14 +116,14 @@ Config make_config(const char* op, const at::Tensor& q, const at::Tensor& k, con
   c.scale = scale;
   c.causal = causal;
   c.window = window > 0 ? window : 0;
-  std::string err;
-  try {
+  if (c.comm == nullptr) {
     check_local(op, c, q, k, v, cu_seqlens, layout, grad_o, o, lse);
-  } catch (const std::exception& e) {
-    err = e.what();
+  } else {
+    checked_handshake(sp::control_group(group), op, q.device(), kFields, [&] {
+      check_local(op, c, q, k, v, cu_seqlens, layout, grad_o, o, lse);
+      return values_of(c, q);
+    });
   }
-  if (c.comm != nullptr && c.world > 1) handshake(op, c, sp::control_group(group), q, err);
-  RAVENSP_CHECK(err.empty(), err);  // no group: the local error as it was
   c.acc_dtype = q.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   return c;
 }

@@ -46,44 +46,50 @@ Call prepare(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
              const OptTensor& hk0, const OptTensor& hv0, const OptTensor& cu, int64_t group_handle,
              Layout layout, StateExchange mode) {
   Call c;
-  c.comm = &group(group_handle);
+  c.comm = &group(group_handle);  // an unknown handle fails alike on every rank
   const int P = c.comm->size(), rank = c.comm->rank();
-  ops::GsaArgs a = ops::check_gsa_args(kFn, q, k, v, s, g, std::nullopt, std::nullopt, std::nullopt);
-  check_group_memory(kFn, *c.comm, q);
-  const int64_t B = q.size(0), L = q.size(1), H = q.size(2);
-  const int64_t K = q.size(3), V = v.size(3), M = s.size(3);
-  RAVENSP_CHECK(L % segments_per_rank(layout) == 0, kFn, ": local length ", L,
-                " must be divisible by ", segments_per_rank(layout), " for the ",
-                layout_name(layout), " layout");
+  const int64_t B = q.dim() > 0 ? q.size(0) : 0, L = q.dim() > 1 ? q.size(1) : 0;
+  ops::GsaArgs a;
   std::vector<int64_t> cu_host;
-  if (cu.has_value() && cu->defined()) {
-    RAVENSP_CHECK(B == 1, kFn, ": packed documents (cu_seqlens) need batch size 1, got B=", B);
-    RAVENSP_CHECK(cu->dim() == 1 && cu->size(0) >= 2, kFn,
-                  ": cu_seqlens must be 1-D [0, ..., global T], got shape ", shape_str(cu->sizes()));
-    RAVENSP_CHECK(!(hk0.has_value() && hk0->defined()) && !(hv0.has_value() && hv0->defined()), kFn,
-                  ": an initial state with packed documents is ambiguous (which document?); "
-                  "pass initial_state without cu_seqlens");
-    Tensor h = cu->to(at::kCPU, at::kLong).contiguous();
-    cu_host.assign(h.data_ptr<int64_t>(), h.data_ptr<int64_t>() + h.numel());
-    RAVENSP_CHECK(cu_host.front() == 0, kFn, ": cu_seqlens[0] must be 0, got ", cu_host.front());
-    for (size_t i = 1; i < cu_host.size(); ++i)
-      RAVENSP_CHECK(cu_host[i] > cu_host[i - 1], kFn, ": cu_seqlens must be strictly increasing, ",
-                    "got cu_seqlens[", i - 1, "]=", cu_host[i - 1], " >= cu_seqlens[", i, "]=",
-                    cu_host[i]);
-    RAVENSP_CHECK(cu_host.back() == L * P, kFn, ": cu_seqlens must end at the global length ",
-                  L * P, " = local length ", L, " x world size ", P, ", got ", cu_host.back());
-  }
-  for (auto [name, t, want] : {std::tuple<const char*, const OptTensor*, std::vector<int64_t>>{
-                                   "initial_state hk0", &hk0, {B, H, K, M}},
-                               {"initial_state hv0", &hv0, {B, H, M, V}}}) {
-    if (t->has_value() && (*t)->defined())
-      RAVENSP_CHECK((*t)->sizes().vec() == want, kFn, ": ", name, " must be ", shape_str(want),
-                    ", got ", shape_str((*t)->sizes()));
-  }
-  handshake(control_group(group_handle), kFn, q.device(),
-            {{"batch", B}, {"local length", L}, {"heads", H}, {"K", K}, {"V", V}, {"M", M},
-             {"layout", int64_t(layout)}, {"exchange", int64_t(mode)},
-             {"documents", int64_t(cu_host.size())}, {"cu_seqlens checksum", checksum(cu_host)}});
+  // The checks run inside the handshake, so one rank's bad input raises on all.
+  static const std::vector<const char*> kFields = {
+      "batch", "local length", "heads", "K", "V", "M", "layout", "exchange", "documents",
+      "cu_seqlens checksum"};
+  checked_handshake(control_group(group_handle), kFn, q.device(), kFields, [&] {
+    a = ops::check_gsa_args(kFn, q, k, v, s, g, std::nullopt, std::nullopt, std::nullopt);
+    check_group_memory(kFn, *c.comm, q);
+    const int64_t H = q.size(2), K = q.size(3), V = v.size(3), M = s.size(3);
+    RAVENSP_CHECK(L % segments_per_rank(layout) == 0, kFn, ": local length ", L,
+                  " must be divisible by ", segments_per_rank(layout), " for the ",
+                  layout_name(layout), " layout");
+    if (cu.has_value() && cu->defined()) {
+      RAVENSP_CHECK(B == 1, kFn, ": packed documents (cu_seqlens) need batch size 1, got B=", B);
+      RAVENSP_CHECK(cu->dim() == 1 && cu->size(0) >= 2, kFn,
+                    ": cu_seqlens must be 1-D [0, ..., global T], got shape ",
+                    shape_str(cu->sizes()));
+      RAVENSP_CHECK(!(hk0.has_value() && hk0->defined()) && !(hv0.has_value() && hv0->defined()),
+                    kFn, ": an initial state with packed documents is ambiguous (which document?); "
+                    "pass initial_state without cu_seqlens");
+      Tensor h = cu->to(at::kCPU, at::kLong).contiguous();
+      cu_host.assign(h.data_ptr<int64_t>(), h.data_ptr<int64_t>() + h.numel());
+      RAVENSP_CHECK(cu_host.front() == 0, kFn, ": cu_seqlens[0] must be 0, got ", cu_host.front());
+      for (size_t i = 1; i < cu_host.size(); ++i)
+        RAVENSP_CHECK(cu_host[i] > cu_host[i - 1], kFn, ": cu_seqlens must be strictly increasing, ",
+                      "got cu_seqlens[", i - 1, "]=", cu_host[i - 1], " >= cu_seqlens[", i, "]=",
+                      cu_host[i]);
+      RAVENSP_CHECK(cu_host.back() == L * P, kFn, ": cu_seqlens must end at the global length ",
+                    L * P, " = local length ", L, " x world size ", P, ", got ", cu_host.back());
+    }
+    for (auto [name, t, want] : {std::tuple<const char*, const OptTensor*, std::vector<int64_t>>{
+                                     "initial_state hk0", &hk0, {B, H, K, M}},
+                                 {"initial_state hv0", &hv0, {B, H, M, V}}}) {
+      if (t->has_value() && (*t)->defined())
+        RAVENSP_CHECK((*t)->sizes().vec() == want, kFn, ": ", name, " must be ", shape_str(want),
+                      ", got ", shape_str((*t)->sizes()));
+    }
+    return std::vector<int64_t>{B, L, H, K, V, M, int64_t(layout), int64_t(mode),
+                                int64_t(cu_host.size()), checksum(cu_host)};
+  });
   c.plan = make_gsa_plan(layout, rank, P, B, L, cu_host);
   c.cu_global = std::move(cu_host);
   c.accum = a.accum;

@@ -121,6 +121,20 @@ TEST(SpGsa, RanksThatDisagreeFailTogether) {
   EXPECT_NE(msg.find("disagree on local length"), std::string::npos) << msg;
 }
 
+TEST(SpGsa, OneRanksBadInputRaisesOnEveryRank) {
+  comm::Communicator& cm = group(world_group());
+  auto u = torch::randn({1, 8, 1, 2}, torch::kDouble);
+  // Only rank 0 passes a float32 k: its local check, relayed by the handshake,
+  // must raise on the other ranks too (they would otherwise wait in the exchange).
+  auto k = cm.rank() == 0 ? u.to(torch::kFloat) : u;
+  auto msg = error_of([&] { sp_gsa(u, k, u, u, -u.abs(), 1.0, {}, {}, {}, world_group(), Layout::kContiguous); });
+  EXPECT_NE(msg.find("rank 0 rejected its inputs"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("k must have q's dtype"), std::string::npos) << msg;
+  // The group still works afterwards: the handshake left no transfer half-done.
+  auto o = sp_gsa(u, u, u, u, -u.abs(), 1.0, {}, {}, {}, world_group(), Layout::kContiguous);
+  EXPECT_EQ(o.sizes(), u.sizes());
+}
+
 // Forwards to a real communicator and counts the all-gathers it carries.
 class Counting : public comm::Communicator {
  public:
