@@ -10,6 +10,7 @@
 
 #include "ravensp/train.h"
 #include "train/checkpoint.h"
+#include "tiny_run.h"
 
 namespace {
 
@@ -17,36 +18,17 @@ namespace fs = std::filesystem;
 using namespace ravensp::train;
 
 TrainConfig tiny(const std::string& dir) {
-  TrainConfig c;
-  c.model.vocab_size = 32;
-  c.model.hidden_size = 16;
-  c.model.num_layers = 2;
-  c.model.num_heads = 2;
-  c.model.num_slots = 8;
-  c.model.topk = 3;
-  c.model.intermediate_size = 32;
+  TrainConfig c = test_support::tiny_run();
   c.seq_len = 24;
   c.mqar_pairs = 3;
-  c.micro_batch = 2;
-  c.grad_accum = 2;
   c.steps = 6;
   c.warmup_steps = 2;
-  c.lr = 1e-2;
   c.precision = Precision::kFp32;
-  c.device = "cpu";
   c.out_dir = dir;
-  c.progress = "off";
-  c.resume = "none";
   return c;
 }
 
-// A new directory per call (mkdtemp): no cleanup of earlier runs needed, and
-// std::filesystem::remove_all is avoided (libtorch.so exports a copy that crashes).
-std::string fresh_dir(const std::string& name) {
-  std::string tmpl = ::testing::TempDir() + "ravensp-" + name + "-XXXXXX";
-  RAVENSP_CHECK(::mkdtemp(tmpl.data()) != nullptr, "mkdtemp failed for ", tmpl);
-  return tmpl;
-}
+using test_support::fresh_dir;
 
 TEST(Checkpoint, WritesAtomically) {
   auto dir = fresh_dir("atomic");

@@ -7,6 +7,7 @@
 
 #include "ravensp/comm.h"
 #include "ravensp/train.h"
+#include "tiny_run.h"
 
 namespace {
 
@@ -17,40 +18,19 @@ std::shared_ptr<ravensp::comm::Communicator> world() {
   return w;
 }
 
-std::string fresh_dir(const std::string& name) {
-  std::string tmpl = ::testing::TempDir() + "ravensp-par-" + name + "-XXXXXX";
-  RAVENSP_CHECK(::mkdtemp(tmpl.data()) != nullptr, "mkdtemp failed for ", tmpl);
-  return tmpl;
-}
-
 TrainConfig tiny(bool hybrid) {
-  TrainConfig c;
-  c.model.vocab_size = 32;
-  c.model.hidden_size = 16;
-  c.model.num_layers = 2;
-  c.model.num_heads = 2;
-  c.model.num_slots = 8;
-  c.model.topk = 3;
-  c.model.intermediate_size = 32;
-  c.model.chunk_size = 8;
-  if (hybrid) {
-    c.model.attn_layers = {1};
-    c.model.attn_num_heads = 4;
-    c.model.attn_num_kv_heads = 2;
-  }
+  TrainConfig c = ravensp::train::test_support::tiny_run(hybrid);
   c.seq_len = 48;
   c.mqar_pairs = 4;
-  c.micro_batch = 2;
-  c.grad_accum = 2;
   c.steps = 4;
   c.warmup_steps = 1;
-  c.lr = 1e-2;
   c.precision = Precision::kFp64;
-  c.device = "cpu";
-  c.progress = "off";
-  c.resume = "none";
   c.save_final = false;
   return c;
+}
+
+std::string fresh_dir(const std::string& name) {
+  return ravensp::train::test_support::fresh_dir("par-" + name);
 }
 
 // Losses and grad norms of every step, and the final weights' checksum.
