@@ -16,7 +16,7 @@ struct GsaArgs {
   kernels::GsaShape shape;
   std::vector<int64_t> cu_host;    // offsets on the host (empty when not packed)
   at::Tensor cu_dev;               // int64 offsets on the inputs' device (undefined if not packed)
-  at::ScalarType accum;            // Float or Double
+  at::ScalarType accum = at::kFloat;  // Float or Double
   int64_t num_seqs() const { return shape.num_seqs; }
 };
 

@@ -97,14 +97,17 @@ Call prepare(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
   return c;
 }
 
-// Initial states of the local pieces: the segment's incoming state for its
-// first piece, zero for pieces that start a document.
-std::pair<Tensor, Tensor> piece_states(const GsaPlan& plan, const std::vector<SegState>& in) {
+// One state per local piece, stacked: its segment's state where `at_piece`
+// holds for the piece (the incoming state at a segment's first piece, the
+// end-state gradient at its last), zero elsewhere (pieces that start or end at a
+// document boundary inside the segment).
+std::pair<Tensor, Tensor> per_piece(const GsaPlan& plan, const std::vector<SegState>& seg,
+                                    bool Piece::*at_piece) {
   std::vector<Tensor> hk, hv;
   for (const Piece& pc : plan.pieces) {
-    const SegState& st = in[pc.local_seg];
-    hk.push_back(pc.first_of_segment ? st.hk[pc.row] : at::zeros_like(st.hk[pc.row]));
-    hv.push_back(pc.first_of_segment ? st.hv[pc.row] : at::zeros_like(st.hv[pc.row]));
+    const SegState& st = seg[pc.local_seg];
+    hk.push_back(pc.*at_piece ? st.hk[pc.row] : at::zeros_like(st.hk[pc.row]));
+    hv.push_back(pc.*at_piece ? st.hv[pc.row] : at::zeros_like(st.hv[pc.row]));
   }
   return {at::stack(hk).contiguous(), at::stack(hv).contiguous()};
 }
@@ -140,7 +143,7 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
         const int64_t pi = &last_piece(plan, b, li) - plan.pieces.data();
         lk.push_back(split->end_k()[pi].to(c.accum));
         lv.push_back(split->end_v()[pi].to(c.accum));
-        ld.push_back(g[b].narrow(0, sg.local_start, sg.length).to(c.accum).sum(0));
+        ld.push_back(at::sum(g[b].narrow(0, sg.local_start, sg.length), {0}, false, c.accum));
       }
       local[li] = {at::stack(lk), at::stack(lv), at::stack(ld).reshape({B, H, M})};
     }
@@ -156,7 +159,7 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
     std::vector<Tensor> produced;
     for (const SegState& st : ex.incoming) produced.insert(produced.end(), {st.hk, st.hv});
     side.join(produced);
-    auto [h0k, h0v] = piece_states(plan, ex.incoming);
+    auto [h0k, h0v] = per_piece(plan, ex.incoming, &Piece::first_of_segment);
     auto [o, p] = split->finish(h0k, h0v);
     std::vector<Tensor> logd;
     for (const SegState& st : local) logd.push_back(st.logd);
@@ -218,13 +221,8 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
     for (const SegState& st : ex.grad_end) produced.insert(produced.end(), {st.hk, st.hv});
     side.join(produced);
     // Each segment's end-state gradient enters at its last piece's end.
-    std::vector<Tensor> end_k, end_v;
-    for (const Piece& pc : plan.pieces) {
-      const SegState& ge = ex.grad_end[pc.local_seg];
-      end_k.push_back(pc.last_of_segment ? ge.hk[pc.row] : at::zeros_like(ge.hk[pc.row]));
-      end_v.push_back(pc.last_of_segment ? ge.hv[pc.row] : at::zeros_like(ge.hv[pc.row]));
-    }
-    auto [dq, dk, dv, ds, dg] = split->finish(at::stack(end_k), at::stack(end_v));
+    auto [end_k, end_v] = per_piece(plan, ex.grad_end, &Piece::last_of_segment);
+    auto [dq, dk, dv, ds, dg] = split->finish(end_k, end_v);
     dq = dq.reshape(q.sizes());
     dk = dk.reshape(k.sizes());
     dv = dv.reshape(v.sizes());

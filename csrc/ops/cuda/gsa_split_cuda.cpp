@@ -25,6 +25,14 @@ const std::vector<int64_t>* host_of(const Tensor& cu, const std::vector<int64_t>
   return cu.defined() ? &host : nullptr;
 }
 
+// One phase of a split pass on the current stream of the inputs' device.
+template <typename Params>
+void run_phase(void (*launch)(const Params&, SplitPhase, void*, cudaStream_t), const Params& P,
+               SplitPhase phase, const Tensor& ws, const Tensor& like) {
+  const c10::cuda::CUDAGuard guard(like.device());
+  launch(P, phase, ws.data_ptr(), at::cuda::getCurrentCUDAStream());
+}
+
 // An incoming state (or gradient) for finish: checked against its shape, fp32.
 Tensor state_arg(const char* fn, const char* name, const Tensor& t, const std::vector<int64_t>& want,
                  const Tensor& like) {
@@ -62,10 +70,7 @@ class CudaFwdSplit final : public GsaFwdSplit {
 
  private:
   static constexpr const char* kFn = "gsa_chunk_fwd (split)";
-  void run(SplitPhase phase) {
-    const c10::cuda::CUDAGuard guard(in_.q.device());
-    kernels::gsa_chunk_fwd_split_cuda(P_, phase, ws_.data_ptr(), at::cuda::getCurrentCUDAStream());
-  }
+  void run(SplitPhase phase) { run_phase(kernels::gsa_chunk_fwd_split_cuda, P_, phase, ws_, in_.q); }
   GsaArgs a_;
   GsaInputs in_;
   GsaFwdOutputs out_;
@@ -107,10 +112,7 @@ class CudaBwdSplit final : public GsaBwdSplit {
 
  private:
   static constexpr const char* kFn = "gsa_chunk_bwd (split)";
-  void run(SplitPhase phase) {
-    const c10::cuda::CUDAGuard guard(in_.q.device());
-    kernels::gsa_chunk_bwd_split_cuda(P_, phase, ws_.data_ptr(), at::cuda::getCurrentCUDAStream());
-  }
+  void run(SplitPhase phase) { run_phase(kernels::gsa_chunk_bwd_split_cuda, P_, phase, ws_, in_.q); }
   GsaArgs a_;
   GsaInputs in_;
   GsaBwdOutputs out_;
