@@ -31,7 +31,16 @@ def test_merge_keeps_one_gpu_results_and_fills_measured_efficiency():
 
 def test_merge_into_missing_file(tmp_path):
     doc = ra.merge_multi_gpu(ra.read_doc(str(tmp_path / "none.json")), {"gpus": 4, "rows": []})
-    assert doc == {"multi_gpu": {"gpus": 4, "rows": []}}
+    assert doc == {"multi_gpu_4gpu": {"gpus": 4, "rows": []}}
+
+
+def test_four_gpu_block_sits_beside_the_two_gpu_block():
+    two = {"gpus": 2, "rows": [{"tokens_per_gpu": 32768, "efficiency_vs_local_sdpa_2gpu": 0.8}]}
+    four = {"gpus": 4, "rows": [{"tokens_per_gpu": 32768, "efficiency_vs_local_sdpa_4gpu": 0.7}]}
+    doc = ra.merge_multi_gpu(ra.merge_multi_gpu(ONE_GPU, two), four)
+    assert doc["multi_gpu"] is two and doc["multi_gpu_4gpu"] is four
+    row = doc["results"][0]
+    assert (row["efficiency_vs_local_sdpa_2gpu"], row["efficiency_vs_local_sdpa_4gpu"]) == (0.8, 0.7)
 
 
 def test_launch_world(monkeypatch):

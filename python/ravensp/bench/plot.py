@@ -77,12 +77,12 @@ def gpu_series(gpu_dir):
             T = r["tokens_per_gpu"]
             s["ring attention P=1 (H16 D128)"].append((T, r["tokens_per_s_per_gpu"]["ring_p1_zigzag"], None))
             s["cuDNN SDPA (anchor, H16 D128)"].append((T, r["tokens_per_s_per_gpu"]["sdpa_cudnn"], None))
-        multi = doc.get("multi_gpu") or {}
-        for r in multi.get("rows", []):
-            T, P, tps = r["tokens_per_gpu"], multi["gpus"], r["tokens_per_s_per_gpu"]
-            s[f"ring attention P={P} (H16 D128)"].append((T, tps["ring_ravensp"], None))
-            if tps.get("ring_torch_cp"):
-                s[f"torch context_parallel P={P} (anchor)"].append((T, tps["ring_torch_cp"], None))
+        for multi in (v for k, v in sorted(doc.items()) if k.startswith("multi_gpu")):
+            for r in multi.get("rows", []):
+                T, P, tps = r["tokens_per_gpu"], multi["gpus"], r["tokens_per_s_per_gpu"]
+                s[f"ring attention P={P} (H16 D128)"].append((T, tps["ring_ravensp"], None))
+                if tps.get("ring_torch_cp"):
+                    s[f"torch context_parallel P={P} (anchor)"].append((T, tps["ring_torch_cp"], None))
     for v in s.values():
         v.sort()
     return s

@@ -12,7 +12,7 @@ themselves on P GPUs holding P*L tokens, L per GPU: ravensp's ring_attention ove
 its NCCL SP group (zigzag) and PyTorch's context parallelism (context_parallel,
 the same head-tail split), each against the cuDNN SDPA of L tokens on one GPU.
 Every figure is the slowest rank's median. Rank 0 merges them into --out under
-"multi_gpu" and fills each one-GPU row's "efficiency_vs_local_sdpa_<P>gpu",
+"multi_gpu" (two GPUs; "multi_gpu_<P>gpu" for more) and fills each one-GPU row's "efficiency_vs_local_sdpa_<P>gpu",
 keeping the one-GPU "results".
 
     python -m ravensp.bench.ring_attention --out docs/benchmarks/ring_attention.json
@@ -128,11 +128,18 @@ def read_doc(path):
         return json.load(f)
 
 
+def multi_gpu_key(gpus):
+    """Where the P-GPU block lives: "multi_gpu" for the first multi-GPU run (two
+    GPUs, which the plots and the scaling model read), "multi_gpu_<P>gpu" beside it
+    for larger rings, so a four-GPU run does not replace the two-GPU figures."""
+    return "multi_gpu" if gpus == 2 else f"multi_gpu_{gpus}gpu"
+
+
 def merge_multi_gpu(doc, multi):
-    """doc with multi (the P-GPU block) under "multi_gpu", and each one-GPU row of
-    the same tokens_per_gpu given the measured "efficiency_vs_local_sdpa_<P>gpu"."""
+    """doc with multi (the P-GPU block) under multi_gpu_key(P), and each one-GPU row
+    of the same tokens_per_gpu given the measured "efficiency_vs_local_sdpa_<P>gpu"."""
     doc = copy.deepcopy(doc)
-    doc["multi_gpu"] = multi
+    doc[multi_gpu_key(multi["gpus"])] = multi
     key = f"efficiency_vs_local_sdpa_{multi['gpus']}gpu"
     measured = {r["tokens_per_gpu"]: r.get(key) for r in multi.get("rows", [])}
     for r in doc.get("results", []):
@@ -383,8 +390,8 @@ def main(argv=None):
                      "out (it overlaps the compute in the ring); the measured 2-GPU run is pending"),
                results=rows)
     old = read_doc(a.out)
-    if "multi_gpu" in old:  # a one-GPU rerun keeps the measured multi-GPU block
-        doc = merge_multi_gpu(doc, old["multi_gpu"])
+    for key in [k for k in old if k.startswith("multi_gpu")]:  # a one-GPU rerun keeps them
+        doc = merge_multi_gpu(doc, old[key])
     with open(a.out, "w") as f:
         json.dump(doc, f, indent=1)
 
