@@ -250,20 +250,19 @@ __global__ void __launch_bounds__(kThreads) bwd_dqkv_kernel(
   const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
 
-  // Intra-chunk part first: Bm k, Bm^T q or A2^T dO for this column tile.
-  load_tile(Rs, L_.ldx, (which == 2 ? a2 : bm) + unit * kChunk * kChunk,
-            static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
-  if (which == 0) load_tile(Xs, L_.ldx, k + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
-  if (which == 1) load_tile(Xs, L_.ldx, q + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
-  if (which == 2) load_tile(Xs, L_.ldx, dout + tokV + ct * kTile, rowV, kChunk, cp.L, kTile);
-  __syncthreads();
-  if (which == 0) block_mma<false, false>(Acc, L_.lda, Rs, L_.ldx, Xs, L_.ldx, 64, 64, 64, false);
-  else block_mma<true, false>(Acc, L_.lda, Rs, L_.ldx, Xs, L_.ldx, 64, 64, 64, false);
-  __syncthreads();
-  if (which == 1)
-    for (int idx = threadIdx.x; idx < kChunk * kTile; idx += blockDim.x)
-      Acc[(idx / kTile) * L_.lda + idx % kTile] *= scale;
-  // State part, over slot slices.
+  // The intra-chunk operands (Bm k, Bm^T q or A2^T dO for this column tile) come
+  // in by cp.async while the block builds the first slot slice's state operands,
+  // so the kernel waits on memory about once per slice rather than once per load.
+  async_tile(Rs, L_.ldx, (which == 2 ? a2 : bm) + unit * kChunk * kChunk,
+             static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
+  if (which == 0) async_tile(Xs, L_.ldx, k + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
+  if (which == 1) async_tile(Xs, L_.ldx, q + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
+  if (which == 2) async_tile(Xs, L_.ldx, dout + tokV + ct * kTile, rowV, kChunk, cp.L, kTile);
+  // dk's intra part carries the scale and its state part does not: the state
+  // operand is divided by it here and the whole tile multiplied at the end (a
+  // zero scale leaves dk no intra part at all).
+  const bool folded = which == 1 && scale != 0.f, intra = which != 1 || scale != 0.f;
+  const float inv_scale = folded ? 1.f / scale : 1.f;
   for (int m0 = 0; m0 < M; m0 += MS) {
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
@@ -274,6 +273,7 @@ __global__ void __launch_bounds__(kThreads) bwd_dqkv_kernel(
         x = which == 0 ? du[tokM + t * rowM + m0 + m] * __expf(Gt)
                        : to_f<T>(s[tokM + t * rowM + m0 + m]) *
                              __expf(Gs[(kChunk - 1) * L_.lde + m] - Gt);
+        x *= inv_scale;
       }
       Op[t * L_.ldx + m] = from_f<T>(x);
     }
@@ -285,12 +285,21 @@ __global__ void __launch_bounds__(kThreads) bwd_dqkv_kernel(
       load_tile(Zs, L_.ldx, st + static_cast<int64_t>(ct) * kTile * M + m0,
                 static_cast<int64_t>(M), kTile, kTile, MS);
     }
-    __syncthreads();
-    if (which == 2) block_mma<false, false>(Acc, L_.lda, Op, L_.ldx, Zs, L_.ldx, 64, 64, MS, true);
-    else block_mma<false, true>(Acc, L_.lda, Op, L_.ldx, Zs, L_.ldx, 64, 64, MS, true);
+    async_wait();
+    if (m0 == 0 && intra) {
+      if (which == 0)
+        block_mma<false, false>(Acc, L_.lda, Rs, L_.ldx, Xs, L_.ldx, 64, 64, 64, false);
+      else
+        block_mma<true, false>(Acc, L_.lda, Rs, L_.ldx, Xs, L_.ldx, 64, 64, 64, false);
+      // Each warp re-reads the accumulator tiles it has just stored.
+      __syncwarp();
+    }
+    const bool acc = m0 > 0 || intra;
+    if (which == 2) block_mma<false, false>(Acc, L_.lda, Op, L_.ldx, Zs, L_.ldx, 64, 64, MS, acc);
+    else block_mma<false, true>(Acc, L_.lda, Op, L_.ldx, Zs, L_.ldx, 64, 64, MS, acc);
     __syncthreads();
   }
-  const float mult = which == 0 ? scale : 1.f;
+  const float mult = which == 0 || folded ? scale : 1.f;
   T* out = which == 0 ? dq + tokK : (which == 1 ? dk + tokK : dv + tokV);
   const int64_t row = which == 2 ? rowV : rowK;
   for (int idx = threadIdx.x; idx < cp.L * kTile; idx += blockDim.x) {

@@ -23,9 +23,9 @@ struct ScoresSmem {
     return static_cast<size_t>(kChunk) * (ldd + lda + lds + 2 * lde + 1) + 64;
   }
   __host__ __device__ size_t bytes() const {
-    // Xs and Ys double as the scratch of gated_scores (Op comes first).
+    // The tiles Xs, Ys, Zs double as the scratch of gated_scores (Op comes first).
     return floats() * sizeof(float) + kChunk * ldx * sizeof(T) +
-           max_of(2 * kChunk * ldx * sizeof(T), intra_scratch_floats(MS) * sizeof(float));
+           max_of(3 * kChunk * ldx * sizeof(T), intra_scratch_floats(MS) * sizeof(float));
   }
 };
 
@@ -56,23 +56,28 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
 
-  // dp = exp(G) (dO Hv^T) + sum_{i<=t} (do_t . v_i) s_i exp(G_t - G_i)
-  for (int vt = 0; vt < V / kTile; ++vt) {
-    load_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-    load_tile(Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-    __syncthreads();
-    block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, vt > 0);
-    __syncthreads();
-  }
-  for (int m0 = 0; m0 < M; m0 += MS) {
-    for (int vt = 0; vt < V / kTile; ++vt) {
-      load_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-      load_tile(Ys, L_.ldx, hv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile,
+  // Every tile this kernel multiplies comes in by cp.async (async_tile) into
+  // Xs / Ys, which hold no registers, beside a synchronous load of the fp32
+  // state tile into Zs (converted to T); the dO and q tiles are loaded once for
+  // the two products that share them.
+  T* Zs = Ys + kChunk * L_.ldx;
+  const int nv = V / kTile, nk = K / kTile;
+  // A = dO v^T and DP = dO Hv^T, one pass over V.
+  for (int vt = 0; vt < nv; ++vt) {
+    async_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+    async_tile(Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+    for (int m0 = 0; m0 < M; m0 += MS) {
+      load_tile(Zs, L_.ldx, hv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile,
                 static_cast<int64_t>(V), MS, MS, kTile);
-      __syncthreads();
-      block_mma<false, true>(DP + m0, L_.ldd, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, vt > 0);
+      async_wait();
+      if (m0 == 0)
+        block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, vt > 0);
+      block_mma<false, true>(DP + m0, L_.ldd, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, vt > 0);
       __syncthreads();
     }
+  }
+  // dp = exp(G) (dO Hv^T) + sum_{i<=t} (do_t . v_i) s_i exp(G_t - G_i)
+  for (int m0 = 0; m0 < M; m0 += MS) {
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
@@ -87,21 +92,28 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
     if (lane == 0) R[t] = acc;
   }
-  // A1 = q k^T (unscaled: gated_scores applies the scale).
-  for (int kt = 0; kt < K / kTile; ++kt) {
-    load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-    load_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-    __syncthreads();
+  // A1 = q k^T (unscaled: gated_scores applies the scale) and the first slot
+  // slice of q Hk, one pass over K.
+  for (int kt = 0; kt < nk; ++kt) {
+    async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+    async_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+    load_tile(Zs, L_.ldx, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M,
+              static_cast<int64_t>(M), kTile, kTile, MS);
+    async_wait();
     block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
+    block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
     __syncthreads();
   }
+  // The local state gradients stream q and dO tiles through Xs / Ys, the next
+  // tile's copy in flight during the current product.
+  T* buf[2] = {Xs, Ys};
   for (int m0 = 0; m0 < M; m0 += MS) {
-    for (int kt = 0; kt < K / kTile; ++kt) {
-      load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-      load_tile(Ys, L_.ldx, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0,
+    for (int kt = 0; m0 > 0 && kt < nk; ++kt) {
+      async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+      load_tile(Zs, L_.ldx, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0,
                 static_cast<int64_t>(M), kTile, kTile, MS);
-      __syncthreads();
-      block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
+      async_wait();
+      block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
       __syncthreads();
     }
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
@@ -110,6 +122,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     gated_scores<kTC>(Us, L_.lds, Us, L_.lds, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,
                       reinterpret_cast<float*>(Xs));
     // du, p*dp + u*du; Op = scale * exp(G) * du (operand of the local dHk).
+    async_tile(buf[0], L_.ldx, q + tokK, rowK, kChunk, cp.L, kTile);
     for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
       float d = 0.f;
@@ -121,25 +134,28 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       }
       Op[t * L_.ldx + m] = from_f<T>(scale * __expf(Gs[t * L_.lde + m]) * d);
     }
-    for (int kt = 0; kt < K / kTile; ++kt) {
-      __syncthreads();
-      load_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-      __syncthreads();
-      block_mma<true, false>(dhk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0, M, Xs,
-                             L_.ldx, Op, L_.ldx, kTile, MS, kChunk, false);
+    for (int kt = 0; kt < nk; ++kt) {
+      async_wait();
+      if (kt + 1 < nk)
+        async_tile(buf[(kt + 1) & 1], L_.ldx, q + tokK + (kt + 1) * kTile, rowK, kChunk, cp.L,
+                   kTile);
+      block_mma<true, false>(dhk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0, M,
+                             buf[kt & 1], L_.ldx, Op, L_.ldx, kTile, MS, kChunk, false);
     }
     __syncthreads();
+    async_tile(buf[0], L_.ldx, dout + tokV, rowV, kChunk, cp.L, kTile);
     for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
       const float pt = t < cp.L ? p[tokM + t * rowM + m0 + m] : 0.f;
       Op[t * L_.ldx + m] = from_f<T>(pt * __expf(Gs[t * L_.lde + m]));
     }
-    for (int vt = 0; vt < V / kTile; ++vt) {
-      __syncthreads();
-      load_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-      __syncthreads();
+    for (int vt = 0; vt < nv; ++vt) {
+      async_wait();
+      if (vt + 1 < nv)
+        async_tile(buf[(vt + 1) & 1], L_.ldx, dout + tokV + (vt + 1) * kTile, rowV, kChunk,
+                   cp.L, kTile);
       block_mma<true, false>(dhv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile, V, Op,
-                             L_.ldx, Xs, L_.ldx, MS, kTile, kChunk, false);
+                             L_.ldx, buf[vt & 1], L_.ldx, MS, kTile, kChunk, false);
     }
     __syncthreads();
   }

@@ -140,6 +140,42 @@ __device__ __forceinline__ void load_tile(Tdst* dst, int ld, const Tsrc* src, in
   }
 }
 
+// Starts the copy of a same-dtype tile into shared memory without waiting for it
+// (cp.async, 16 bytes per copy, zero-filled rows >= valid) and without holding
+// it in registers, so several tiles, or a tile and the block's other work, are
+// in flight at once; async_wait() then makes them visible to the block. A tile
+// that is not 16-byte aligned on both sides is loaded by load_tile on the spot.
+template <typename T>
+__device__ __forceinline__ void async_tile(T* dst, int ld, const T* src, int64_t stride,
+                                           int rows, int valid, int cols) {
+  constexpr int kVec = 16 / sizeof(T);
+  const bool vec = cols % kVec == 0 && stride % kVec == 0 && (ld * sizeof(T)) % 16 == 0 &&
+                   (reinterpret_cast<uintptr_t>(src) & 15) == 0 &&
+                   (reinterpret_cast<uintptr_t>(dst) & 15) == 0;
+  if (!vec) {
+    load_tile(dst, ld, src, stride, rows, valid, cols);
+    return;
+  }
+  const int vpr = cols / kVec;
+  for (int idx = threadIdx.x; idx < rows * vpr; idx += blockDim.x) {
+    const int r = idx / vpr, c = (idx - r * vpr) * kVec;
+    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst + r * ld + c));
+    // A row past the valid ones copies 0 bytes from the tile's first row (a
+    // valid address) and zero-fills the 16.
+    const T* s = r < valid ? src + r * stride + c : src;
+    const int n = r < valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(s), "r"(n)
+                 : "memory");
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+// Waits for this thread's async_tile copies, then for the block.
+__device__ __forceinline__ void async_wait() {
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+  __syncthreads();
+}
+
 // A tile load split in two, so that its global loads are in flight while the
 // block computes on the previous tile: fetch() issues them into registers,
 // store() writes the tile to shared memory (converting to Tdst). Up to kMax
