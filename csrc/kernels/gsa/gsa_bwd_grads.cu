@@ -17,36 +17,34 @@
 namespace ravensp::kernels::gsa_cuda {
 namespace {
 
-constexpr int kDsSlice = 32;  // slot slice of the ds kernels (keeps their shared memory small)
+constexpr int kDsSlice = 32;  // slot slice of ds_state (keeps its shared memory small)
+// Slot slice of pairs: at 16 its four fp32 pair matrices, five slot-slice
+// buffers and scratch take 101 KB, so two blocks share an SM (128 KB at 32).
+constexpr int kPairsSlice = 16;
 
-template <typename T>
 struct PairsSmem {
-  int lda, lde, ldx;
-  __host__ __device__ PairsSmem()
-      : lda(ld_of<float>(kChunk)), lde(ld_ew(kDsSlice)), ldx(ld_of<T>(kTile)) {}
+  int lda, lde;
+  __host__ __device__ PairsSmem() : lda(ld_of<float>(kChunk)), lde(ld_ew(kPairsSlice)) {}
   __host__ __device__ size_t floats() const {
     return static_cast<size_t>(kChunk) * (4 * lda + 5 * lde) + 64;
   }
   __host__ __device__ size_t bytes() const {
-    // Xs and Ys double as the scratch of gated_pairs / gated_rev_sums.
-    return floats() * sizeof(float) +
-           max_of(2 * kChunk * ldx * sizeof(T), intra_scratch_floats(kDsSlice) * sizeof(float));
+    // The scratch of gated_pairs / gated_rev_sums.
+    return (floats() + intra_scratch_floats(kPairsSlice)) * sizeof(float);
   }
 };
 
 // grid (NC, H). Writes the intra-chunk ds (into ds, finished by ds_state) and
 // subtracts s * ds_intra from dgca in place, so ds_state needs neither p nor du.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) bwd_pairs_kernel(
-    ChunkMap cm, int H, int K, int V, int M, float scale, const T* __restrict__ q,
-    const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ s,
-    const T* __restrict__ g, const T* __restrict__ dout, const float* __restrict__ p,
-    const float* __restrict__ du, float* dgca, T* __restrict__ ds, T* __restrict__ bm_out,
-    T* __restrict__ a2_out) {
+__global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
+    ChunkMap cm, int H, int M, float scale, const T* __restrict__ s, const T* __restrict__ g,
+    const float* __restrict__ p, const float* __restrict__ du, float* dgca, T* __restrict__ ds, float* __restrict__ bm_io,
+    float* __restrict__ a2_io) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
-  const PairsSmem<T> L_;
-  constexpr int MS = kDsSlice;
+  const PairsSmem L_;
+  constexpr int MS = kPairsSlice;
   float* A1 = reinterpret_cast<float*>(smem_raw);
   float* VdO = A1 + kChunk * L_.lda;
   float* Bm = VdO + kChunk * L_.lda;
@@ -56,27 +54,17 @@ __global__ void __launch_bounds__(kThreads) bwd_pairs_kernel(
   float* Ps = Ss + kChunk * L_.lde;
   float* Du = Ps + kChunk * L_.lde;
   float* Ds = Du + kChunk * L_.lde;
-  T* Xs = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
-  T* Ys = Xs + kChunk * L_.ldx;
+  float* scratch = reinterpret_cast<float*>(smem_raw) + L_.floats();
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
   const int h = blockIdx.y;
   const int64_t unit = cp.j * H + h;
-  const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
-  const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
 
-  staged_mma<false, true>(A1, L_.lda, Xs, Ys, L_.ldx, K / kTile, [&](int kt) {
-    return TileSrc<T>{q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
-  }, [&](int kt) {
-    return TileSrc<T>{k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
-  }, kChunk, kChunk, kTile, false);
-  staged_mma<false, true>(VdO, L_.lda, Xs, Ys, L_.ldx, V / kTile, [&](int vt) {
-    return TileSrc<T>{dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile};
-  }, [&](int vt) {
-    return TileSrc<T>{v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile};
-  }, kChunk, kChunk, kTile, false);
-  for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x)
-    A1[(idx / kChunk) * L_.lda + idx % kChunk] *= scale;
+  // q k^T and dO v^T as bwd_scores left them, in flight during the first slice's
+  // pair products (which do not need them).
+  const int64_t pair = unit * kChunk * kChunk;
+  async_tile(A1, L_.lda, bm_io + pair, static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
+  async_tile(VdO, L_.lda, a2_io + pair, static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
 
   for (int m0 = 0; m0 < M; m0 += MS) {
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
@@ -84,10 +72,14 @@ __global__ void __launch_bounds__(kThreads) bwd_pairs_kernel(
     load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, MS);
     load_tile(Du, L_.lde, du + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
-    gated_pairs<kTC>(Bm, Du, A2, Ps, L_.lda, Gs, Ss, L_.lde, cp.L, MS, m0 > 0,
-                     reinterpret_cast<float*>(Xs));
-    gated_rev_sums<kTC>(Ds, L_.lde, A1, Du, VdO, Ps, L_.lda, Gs, L_.lde, cp.L, MS,
-                        reinterpret_cast<float*>(Xs));
+    gated_pairs<kTC>(Bm, Du, A2, Ps, L_.lda, Gs, Ss, L_.lde, cp.L, MS, m0 > 0, scratch);
+    if (m0 == 0) {
+      async_wait();
+      for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x)
+        A1[(idx / kChunk) * L_.lda + idx % kChunk] *= scale;
+      __syncthreads();
+    }
+    gated_rev_sums<kTC>(Ds, L_.lde, A1, Du, VdO, Ps, L_.lda, Gs, L_.lde, cp.L, MS, scratch);
     __syncthreads();
     for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
@@ -98,12 +90,10 @@ __global__ void __launch_bounds__(kThreads) bwd_pairs_kernel(
     }
     __syncthreads();
   }
-  const int64_t pair = unit * kChunk * kChunk;
-  for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x) {
-    const int t = idx / kChunk, i = idx - t * kChunk;
-    bm_out[pair + idx] = from_f<T>(Bm[t * L_.lda + i]);
-    a2_out[pair + idx] = from_f<T>(A2[t * L_.lda + i]);
-  }
+  // The pair matrices for bwd_dqkv, in the input dtype, over the start of the
+  // fp32 areas they were read from.
+  store_square(reinterpret_cast<T*>(bm_io + pair), Bm, L_.lda);
+  store_square(reinterpret_cast<T*>(a2_io + pair), A2, L_.lda);
 }
 
 template <typename T>
@@ -311,13 +301,11 @@ __global__ void __launch_bounds__(kThreads) bwd_dqkv_kernel(
 template <typename T>
 void pairs_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const BwdBufs& b,
                  cudaStream_t stream) {
-  const size_t smem = PairsSmem<T>().bytes();
+  const size_t smem = PairsSmem().bytes();
   set_smem(bwd_pairs_kernel<T>, smem, "gsa bwd_pairs_kernel");
   bwd_pairs_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
-      chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
-      static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.v),
-      static_cast<const T*>(P.s), static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), p,
-      b.du, b.dgca, static_cast<T*>(P.ds), static_cast<T*>(b.bm), static_cast<T*>(b.a2));
+      chunk_map(pl), pl.H, pl.M, static_cast<float>(P.scale), static_cast<const T*>(P.s),
+      static_cast<const T*>(P.g), p, b.du, b.dgca, static_cast<T*>(P.ds), b.bm, b.a2);
   RAVENSP_LAUNCH_CHECK("gsa bwd_pairs_kernel");
 }
 
@@ -347,7 +335,7 @@ void dqkv_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b, DqkvPar
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
       static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.s),
       static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), pl.hk, b.dhk, b.dhv, b.du,
-      static_cast<const T*>(b.bm), static_cast<const T*>(b.a2), static_cast<T*>(P.dq),
+      reinterpret_cast<const T*>(b.bm), reinterpret_cast<const T*>(b.a2), static_cast<T*>(P.dq),
       static_cast<T*>(P.dk), static_cast<T*>(P.dv), z0);
   RAVENSP_LAUNCH_CHECK("gsa bwd_dqkv_kernel");
 }

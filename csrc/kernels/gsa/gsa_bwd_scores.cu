@@ -35,7 +35,8 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ s,
     const T* __restrict__ g, const T* __restrict__ dout, const float* __restrict__ p,
     const float* __restrict__ hk, const float* __restrict__ hv, float* __restrict__ du,
-    float* __restrict__ dgca, float* __restrict__ dhk, float* __restrict__ dhv) {
+    float* __restrict__ dgca, float* __restrict__ dhk, float* __restrict__ dhv,
+    float* __restrict__ qk_out, float* __restrict__ dov_out) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const ScoresSmem<T> L_(M);
@@ -76,6 +77,8 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       __syncthreads();
     }
   }
+  const int64_t pair = unit * kChunk * kChunk;
+  store_square(dov_out + pair, A, L_.lda);  // for bwd_pairs, which needs it too
   // dp = exp(G) (dO Hv^T) + sum_{i<=t} (do_t . v_i) s_i exp(G_t - G_i)
   for (int m0 = 0; m0 < M; m0 += MS) {
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
@@ -104,6 +107,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
     __syncthreads();
   }
+  store_square(qk_out + pair, A, L_.lda);
   // The local state gradients stream q and dO tiles through Xs / Ys, the next
   // tile's copy in flight during the current product.
   T* buf[2] = {Xs, Ys};
@@ -170,7 +174,7 @@ void scores_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const B
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
       static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.v),
       static_cast<const T*>(P.s), static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), p,
-      pl.hk, pl.hv, b.du, b.dgca, b.dhk, b.dhv);
+      pl.hk, pl.hv, b.du, b.dgca, b.dhk, b.dhv, b.bm, b.a2);
   RAVENSP_LAUNCH_CHECK("gsa bwd_scores_kernel");
 }
 

@@ -23,8 +23,8 @@ gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::B
   b.du = c.take<float>(pl.tokens * pl.H * pl.M);
   b.dgca = c.take<float>(pl.tokens * pl.H * pl.M);
   const int64_t pairs = pl.NC * pl.H * gsa_cuda::kChunk * gsa_cuda::kChunk;
-  b.bm = c.take<char>(pairs * static_cast<int64_t>(dtype_size(P.dtype)));
-  b.a2 = c.take<char>(pairs * static_cast<int64_t>(dtype_size(P.dtype)));
+  b.bm = c.take<float>(pairs);
+  b.a2 = c.take<float>(pairs);
   *p_ws = P.p == nullptr ? c.take<float>(pl.tokens * pl.H * pl.M) : nullptr;
   return pl;
 }

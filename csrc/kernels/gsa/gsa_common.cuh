@@ -170,6 +170,28 @@ __device__ __forceinline__ void async_tile(T* dst, int ld, const T* src, int64_t
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
+// Writes a kChunk x kChunk fp32 matrix from shared memory (leading dim ld, a
+// multiple of 4) to contiguous global rows of T, four elements at a time. No
+// barrier.
+template <typename T>
+__device__ __forceinline__ void store_square(T* dst, const float* src, int ld) {
+  constexpr int kQuads = kChunk / 4;
+  for (int idx = threadIdx.x; idx < kChunk * kQuads; idx += blockDim.x) {
+    const int r = idx / kQuads, c = (idx - r * kQuads) * 4;
+    const float4 x = *reinterpret_cast<const float4*>(src + r * ld + c);
+    if constexpr (std::is_same<T, float>::value) {
+      *reinterpret_cast<float4*>(dst + r * kChunk + c) = x;
+    } else {
+      struct alignas(8) Quad { T e[4]; } y;
+      y.e[0] = from_f<T>(x.x);
+      y.e[1] = from_f<T>(x.y);
+      y.e[2] = from_f<T>(x.z);
+      y.e[3] = from_f<T>(x.w);
+      *reinterpret_cast<Quad*>(dst + r * kChunk + c) = y;
+    }
+  }
+}
+
 // Waits for this thread's async_tile copies, then for the block.
 __device__ __forceinline__ void async_wait() {
   asm volatile("cp.async.wait_all;\n" ::: "memory");

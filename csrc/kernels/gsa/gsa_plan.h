@@ -40,7 +40,7 @@ struct Plan {
   float* gl = nullptr;  // [NC, H, M] total log decay of each chunk
 };
 
-// Backward-only buffers (all fp32 except bm/a2, which hold dtype elements).
+// Backward-only buffers (fp32).
 struct BwdBufs {
   float* fin_k = nullptr;  // [N, H, K, M] final states (the end state of each last chunk)
   float* fin_v = nullptr;  // [N, H, M, V]
@@ -49,8 +49,12 @@ struct BwdBufs {
   float* du = nullptr;     // [tokens, H, M] gradient of the pre-softmax scores
   float* dgca = nullptr;   // [tokens, H, M] p * dp + u * du, less s * the intra-chunk ds after pairs
                            // (the decay gradient's summand without its state part)
-  void* bm = nullptr;      // [NC, H, 64, 64] sum_m s_im exp(G_tm - G_im) du_tm
-  void* a2 = nullptr;      // [NC, H, 64, 64] sum_m p_tm s_im exp(G_tm - G_im)
+  // [NC, H, 64, 64] fp32 areas of the pair matrices. bwd_scores leaves q k^T in bm
+  // and dO v^T in a2 (it has them at hand); bwd_pairs reads them and writes over
+  // the start of each area, in the input dtype, bm = sum_m s_im exp(G_tm - G_im)
+  // du_tm and a2 = the same with p, the operands of bwd_dqkv.
+  float* bm = nullptr;
+  float* a2 = nullptr;
 };
 
 // Sizes and the chunk count of a call (cu_seqlens_host gives packed lengths).
