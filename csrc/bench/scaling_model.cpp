@@ -113,12 +113,15 @@ double rest_s_per_token(const Calibration& c, const Shape&) {
   // Fitted on the model the steps were measured on (hybrid-340M, M=64), whatever
   // shape is being predicted: fitting on the predicted shape let the rest absorb
   // that shape's own differences (M=256's extra Raven cost, a Raven-only layer mix).
+  // The Raven layer is the one those steps ran, not today's: with today's faster
+  // layer the rest would absorb the difference and a kernel speed-up would never
+  // reach the predicted step.
   const Shape s{};
   const int raven = s.layers - s.attn_layers;
   double num = 0, den = 0;
   for (size_t i = 0; i < c.train_tokens.size(); ++i) {
     const double T = c.train_tokens[i];
-    const double known = raven * raven_layer_ms(c, s, T, false) * 1e-3 * raven_recompute(s) +
+    const double known = raven * interp(c.raven_tokens, c.train_raven_ms_local, T) * 1e-3 * raven_recompute(s) +
                          s.attn_layers * attention_layer_s(c, s, T, 1) * attn_recompute(s);
     num += (c.train_step_s[i] - known) * T;  // fit r in step = known + r * T
     den += T * T;
@@ -133,6 +136,21 @@ double exchange_sync_s(const Calibration& c, const Cluster& cl) {
   // Two exchanges per layer fwd+bwd in the benchmark (no recompute).
   const double per_exchange = v[v.size() / 2] * 1e-3 / 2;
   return std::max(0.0, per_exchange - allgather_seconds(cl, lasp2_state_bytes(Shape{}), 2));
+}
+
+double exchange_seconds(const Cluster& cl, const Shape& s, Scheme scheme, int P) {
+  RAVENSP_CHECK(scheme != Scheme::kRing, "exchange_seconds: ring passing has no single exchange");
+  RAVENSP_CHECK(P >= 1, "exchange_seconds: P must be >= 1, got ", P);
+  if (scheme != Scheme::kLasp1) return allgather_seconds(cl, lasp2_state_bytes(s), P);
+  // Serial hop chain, one segment's state per hop, in sequence order: P-1 network
+  // hops contiguous; zigzag visits 2P segments, 2(P-1) hops between ranks (the
+  // middle pair shares a rank), crossing a node boundary 2(nodes-1) times.
+  const Shape one = [&] { Shape x = s; x.segments_per_rank = 1; return x; }();
+  const double bytes = lasp2_state_bytes(one);
+  const int nodes = (P + cl.gpus_per_node - 1) / cl.gpus_per_node;
+  const int hops = s.segments_per_rank == 2 ? 2 * (P - 1) : P - 1;
+  const int cross = P > cl.gpus_per_node ? s.segments_per_rank * (nodes - 1) : 0;
+  return (hops - cross) * p2p_seconds(cl, bytes, false) + cross * p2p_seconds(cl, bytes, true);
 }
 
 const char* scheme_name(Scheme x) {
@@ -165,7 +183,6 @@ Prediction predict(const Shape& s, const Calibration& c, const Cluster& cl, Sche
   const double passes_fwd = s.recompute ? 2 : 1;  // forward exchanges per step (recompute repeats it)
   const double pass_fwd_s = layer_s / kGsaFwdBwdFactor, pass_bwd_s = layer_s - pass_fwd_s;
   const bool multi_node = gpus > cl.gpus_per_node;
-  const int nodes = (gpus + cl.gpus_per_node - 1) / cl.gpus_per_node;
 
   double raven_exchange = 0, raven_exposed = 0;
   if (gpus > 1 && scheme != Scheme::kRing) {
@@ -176,21 +193,14 @@ Prediction predict(const Shape& s, const Calibration& c, const Cluster& cl, Sche
   }
   if (gpus > 1) {
     if (scheme == Scheme::kLasp2 || scheme == Scheme::kLasp2Overlap) {
-      const double t = allgather_seconds(cl, lasp2_state_bytes(s), gpus);
+      const double t = exchange_seconds(cl, s, scheme, gpus);
       raven_exchange += (passes_fwd + 1) * t;
       raven_exposed += scheme == Scheme::kLasp2
                           ? (passes_fwd + 1) * t
                           : passes_fwd * std::max(0.0, t - c.overlap_fraction * pass_fwd_s) +
                                 std::max(0.0, t - c.overlap_fraction * pass_bwd_s);
     } else if (scheme == Scheme::kLasp1) {
-      // Serial hop chain, one segment's state per hop, in sequence order: P-1 network
-      // hops contiguous; zigzag visits 2P segments, 2(P-1) hops between ranks (the
-      // middle pair shares a rank), crossing a node boundary 2(nodes-1) times.
-      const Shape one = [&] { Shape x = s; x.segments_per_rank = 1; return x; }();
-      const double bytes = lasp2_state_bytes(one);
-      const int hops = s.segments_per_rank == 2 ? 2 * (gpus - 1) : gpus - 1;
-      const int cross = multi_node ? s.segments_per_rank * (nodes - 1) : 0;
-      const double chain = (hops - cross) * p2p_seconds(cl, bytes, false) + cross * p2p_seconds(cl, bytes, true);
+      const double chain = exchange_seconds(cl, s, scheme, gpus);
       raven_exchange += (passes_fwd + 1) * chain;
       raven_exposed += (passes_fwd + 1) * chain;
     } else {

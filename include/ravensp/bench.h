@@ -183,6 +183,11 @@ struct Calibration {
   // docs/launcher.md: hybrid-340M step on one H100 (recompute on), seconds.
   std::vector<double> train_tokens{32768, 131072, 262144};
   std::vector<double> train_step_s{1.31, 5.58, 14.03};
+  // The plain Raven layer those steps ran (one H100, the kernels of their day:
+  // sp_gsa.json's ms_fwd_bwd_without_sp at commit b4f3257) at raven_tokens. The rest
+  // of the step is what the steps leave after this layer; subtracting today's faster
+  // layer instead charged the old layer's extra time to every token of the rest.
+  std::vector<double> train_raven_ms_local{56.445, 206.812, 407.078};
   double overlap_fraction = 0.5;  // share of a pass that can hide a LASP-2 all-gather
   // Two GPUs (sp_gsa.json, gpus = 2; two H200s, the only two-GPU machine lent when
   // it was measured): LASP-2's exposed time per Raven layer fwd+bwd (2-rank minus
@@ -192,10 +197,6 @@ struct Calibration {
   // under the split passes it is rank skew and timing noise (two H100s, before: -0.04,
   // 0.53, -0.12 ms; with the handshake over NCCL 0.27, 0.93, 0.79 ms).
   std::vector<double> lasp2_exposed_ms_2gpu{0.312, 0.327, 1.804};
-  // hybrid-340M steps on two H100s (recompute on): ravensp-bench train_step at 64K
-  // and 128K total tokens, the launcher at 512K (docs/launcher.md). Checked, not fitted.
-  std::vector<double> train2_tokens{65536, 131072, 524288};
-  std::vector<double> train2_step_s{1.601, 3.134, 20.27};
 };
 // Seconds one SP exchange (one all-gather, or one LASP-1 chain) costs beyond the
 // bandwidth model: the measured two-GPU exposure minus the modelled all-gathers.
@@ -211,8 +212,9 @@ double raven_layer_ms(const Calibration& c, const Shape& s, double tokens, bool 
 double attention_layer_s(const Calibration& c, const Shape& s, double total_tokens, int P);
 // Seconds per token of everything else in a step (MLPs, projections, norms, the
 // LM head, the optimizer): least squares over the measured one-GPU steps of the
-// remainder after the Raven and attention layers, on the measured model
-// (hybrid-340M, M=64) whatever the shape argument.
+// remainder after the Raven layers that ran in them (train_raven_ms_local) and the
+// attention layers, on the measured model (hybrid-340M, M=64) whatever the shape
+// argument.
 double rest_s_per_token(const Calibration& c, const Shape& s);
 
 enum class Scheme { kLasp2Overlap, kLasp2, kLasp1, kRing };
@@ -236,6 +238,11 @@ struct Prediction {
 };
 Prediction predict(const Shape& s, const Calibration& c, const Cluster& cl, Scheme scheme,
                    ComputeMode mode, int gpus, double seq_len);
+// Wire time of one exchange of one Raven layer over P ranks, without the fixed
+// exchange_sync_s: LASP-2 (either variant) one all-gather of lasp2_state_bytes,
+// LASP-1 its serial hop chain. What predict charges per exchange, and what an op
+// too short to hide anything exposes.
+double exchange_seconds(const Cluster& cl, const Shape& s, Scheme scheme, int P);
 
 }  // namespace scaling
 

@@ -88,10 +88,54 @@ TEST(ScalingModel, RestIsTheLeastSquaresRemainder) {
   const double r = 7e-6;
   for (size_t i = 0; i < c.train_tokens.size(); ++i) {
     const double T = c.train_tokens[i];
-    c.train_step_s[i] = 20 * sc::raven_layer_ms(c, s, T, false) * 1e-3 * (4.0 / 3) +
+    sc::Calibration then = c;
+    then.raven_ms_local = c.train_raven_ms_local;
+    c.train_step_s[i] = 20 * sc::raven_layer_ms(then, s, T, false) * 1e-3 * (4.0 / 3) +
                         4 * sc::attention_layer_s(c, s, T, 1) * (1 + 1 / 3.5) + r * T;
   }
   EXPECT_NEAR(sc::rest_s_per_token(c, s), r, 1e-15);
+}
+
+TEST(ScalingModel, RestIsFittedOnTheLayerTheStepsRan) {
+  // A faster Raven layer must reach the predicted step: the rest of the step is
+  // fitted on the layer the measured steps ran, so it must not absorb the gain.
+  sc::Calibration c;
+  sc::Shape s;
+  sc::Cluster cl;
+  sc::Calibration faster = c;
+  for (double& ms : faster.raven_ms_local) ms *= 0.5;
+  EXPECT_DOUBLE_EQ(sc::rest_s_per_token(faster, s), sc::rest_s_per_token(c, s));
+  const double T = 262144;
+  const auto a = sc::predict(s, c, cl, sc::Scheme::kLasp2, sc::ComputeMode::kTarget, 1, T);
+  const auto b = sc::predict(s, faster, cl, sc::Scheme::kLasp2, sc::ComputeMode::kTarget, 1, T);
+  EXPECT_NEAR(a.step_s - b.step_s, 20 * 0.5 * c.raven_ms_local[1] * 1e-3 * (4.0 / 3), 1e-12);
+  // With today's layer equal to the one the steps ran, the fit reproduces the
+  // 256K step (the longest, where per-step fixed costs weigh least) to 1%.
+  sc::Calibration then = c;
+  then.raven_ms_local = c.train_raven_ms_local;
+  const auto f = sc::predict(s, then, cl, sc::Scheme::kLasp2, sc::ComputeMode::kTarget, 1, T);
+  EXPECT_NEAR(f.step_s / c.train_step_s[2], 1.0, 0.01);
+}
+
+TEST(ScalingModel, ExchangeSecondsIsTheWireTimeOfOneExchange) {
+  sc::Cluster cl;
+  sc::Shape s;  // zigzag, 1 MB all-gather per rank (latency floor territory)
+  const double seg = sc::lasp2_state_bytes(s) / 2;
+  for (int P : {1, 2, 4, 8}) {
+    EXPECT_DOUBLE_EQ(sc::exchange_seconds(cl, s, sc::Scheme::kLasp2, P),
+                     sc::allgather_seconds(cl, sc::lasp2_state_bytes(s), P));
+    EXPECT_DOUBLE_EQ(sc::exchange_seconds(cl, s, sc::Scheme::kLasp2Overlap, P),
+                     sc::exchange_seconds(cl, s, sc::Scheme::kLasp2, P));
+    // Zigzag: 2(P-1) serial hops of one segment's state (the middle pair shares a rank).
+    EXPECT_DOUBLE_EQ(sc::exchange_seconds(cl, s, sc::Scheme::kLasp1, P), 2 * (P - 1) * sc::p2p_seconds(cl, seg, false));
+  }
+  // Two nodes: the chain crosses the boundary twice (out and back).
+  EXPECT_DOUBLE_EQ(sc::exchange_seconds(cl, s, sc::Scheme::kLasp1, 16),
+                   28 * sc::p2p_seconds(cl, seg, false) + 2 * sc::p2p_seconds(cl, seg, true));
+  s.segments_per_rank = 1;  // contiguous: P-1 hops of the whole state
+  EXPECT_DOUBLE_EQ(sc::exchange_seconds(cl, s, sc::Scheme::kLasp1, 4),
+                   3 * sc::p2p_seconds(cl, sc::lasp2_state_bytes(s), false));
+  EXPECT_THROW(sc::exchange_seconds(cl, s, sc::Scheme::kRing, 4), ravensp::Error);
 }
 
 TEST(ScalingModel, PredictionBookkeeping) {
