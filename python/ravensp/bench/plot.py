@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections import defaultdict
 
 import matplotlib
@@ -53,10 +54,14 @@ def bench_records(docs):
 def gpu_series(gpu_dir):
     """(label -> [(tokens per GPU, tokens/s, peak GB)]) from the GPU JSONs present."""
     s = defaultdict(list)
-    p = os.path.join(gpu_dir, "sp_gsa.json")
-    if os.path.exists(p):
+    # sp_gsa_4gpu.json repeats the one-GPU points on its own host: its multi-GPU
+    # points only, beside sp_gsa.json's.
+    for name, multi_only in (("sp_gsa.json", False), ("sp_gsa_4gpu.json", True)):
+        p = os.path.join(gpu_dir, name)
+        if not os.path.exists(p):
+            continue
         for r in load(p)["records"]:
-            if r["exchange"] != "lasp2":
+            if r["exchange"] != "lasp2" or (multi_only and r.get("gpus", 1) == 1):
                 continue
             T, P = r["tokens_per_gpu"], r.get("gpus", 1)
             if P == 1:
@@ -78,14 +83,37 @@ def gpu_series(gpu_dir):
             s["ring attention P=1 (H16 D128)"].append((T, r["tokens_per_s_per_gpu"]["ring_p1_zigzag"], None))
             s["cuDNN SDPA (anchor, H16 D128)"].append((T, r["tokens_per_s_per_gpu"]["sdpa_cudnn"], None))
         for multi in (v for k, v in sorted(doc.items()) if k.startswith("multi_gpu")):
+            # The blocks ran on different machines (2x H100, 4x H200): the label says which.
+            gpu = re.search(r"\b[A-Z]\d{2,3}\b", multi.get("device", ""))
+            on = f", {gpu.group(0)}" if gpu else ""
             for r in multi.get("rows", []):
                 T, P, tps = r["tokens_per_gpu"], multi["gpus"], r["tokens_per_s_per_gpu"]
-                s[f"ring attention P={P} (H16 D128)"].append((T, tps["ring_ravensp"], None))
+                s[f"ring attention P={P}{on} (H16 D128)"].append((T, tps["ring_ravensp"], None))
                 if tps.get("ring_torch_cp"):
-                    s[f"torch context_parallel P={P} (anchor)"].append((T, tps["ring_torch_cp"], None))
+                    s[f"torch context_parallel P={P}{on} (anchor)"].append((T, tps["ring_torch_cp"], None))
     for v in s.values():
         v.sort()
     return s
+
+
+LAUNCHER_FILE = re.compile(r"launcher_hybrid340m_(\d+)gpu_(\d+)([km])(?:_\w+)?\.jsonl$")
+
+
+def launcher_steps(gpu_dir):
+    """[(GPUs, total tokens, seconds)] of the hybrid-340M launcher runs in gpu_dir
+    (launcher_hybrid340m_<P>gpu_<tokens>[_<note>].jsonl, one line per step): the
+    mean of the steps after the first, which includes the warm-up."""
+    out = []
+    for name in sorted(os.listdir(gpu_dir)):
+        m = LAUNCHER_FILE.match(name)
+        if not m:
+            continue
+        with open(os.path.join(gpu_dir, name)) as f:
+            steps = [json.loads(line)["step_s"] for line in f if line.strip()][1:]
+        if steps:
+            T = int(m.group(2)) * (1024 if m.group(3) == "k" else 2**20)
+            out.append((int(m.group(1)), T, sum(steps) / len(steps)))
+    return out
 
 
 def _log_axes(ax, xlabel, ylabel, title):
@@ -114,6 +142,7 @@ def _gpu_panel(ax, gpu, column, ylabel, title):
     """One line per GPU series (anchors dashed): tokens per GPU against `column` of
     its (tokens, tokens/s, peak GB) points, skipping points without it."""
     xs = []
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)  # a dozen series: the default ten colours repeat
     for name, pts in gpu.items():
         pts = [p for p in pts if p[column] is not None]
         if pts:
@@ -143,7 +172,7 @@ def _bench_panel(ax, bench, field, ylabel, title):
 def plot_throughput(gpu, bench, out, where):
     fig, axes = plt.subplots(1, 2, figsize=(15, 5))
     _gpu_panel(axes[0], gpu, 1, "tokens/s per GPU (fwd+bwd)",
-               "Measured on H100s, 1 and 2 GPUs (docs/benchmarks/*.json)")
+               "Measured on H100s and H200s, 1 to 4 GPUs (docs/benchmarks/*.json)")
     _bench_panel(axes[1], bench, "tokens_per_s_per_rank", "tokens/s per rank", f"ravensp-bench on {where}")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "throughput_vs_seqlen.png"), dpi=110)
@@ -158,7 +187,7 @@ SCHEMES = [("lasp2_overlap", "LASP-2, all-gather overlapped"), ("lasp2", "LASP-2
            ("lasp1", "LASP-1"), ("ring", "ring passing for GSA")]
 
 
-def plot_scaling(pred, bench, out, where):
+def plot_scaling(pred, bench, out, where, measured=()):
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))
     shape = "raven-340M-M64"
     ax = axes[0]
@@ -173,20 +202,25 @@ def plot_scaling(pred, bench, out, where):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax = axes[1]
+    # From 4 GPUs: the fewest that hold a 2M-token hybrid step, where it was measured.
     for sh, style in (("hybrid-340M-M64", "-"), ("raven-340M-M64", "--")):
         for sch, label in SCHEMES[:3]:
             ps = [p for p in _pred(pred, shape=sh, compute="target", scheme=sch, sweep="strong")
-                  if p["seq_len"] == 2097152 and p["gpus"] >= 8]
+                  if p["seq_len"] == 2097152 and p["gpus"] >= 4]
             ax.plot([p["gpus"] for p in ps], [p["step_s"] for p in ps], "o" + style, label=f"{sh}: {label}")
     ps = [p for p in _pred(pred, shape="raven-340M-M64", compute="target", scheme="lasp2_overlap", sweep="strong")
-          if p["seq_len"] == 2097152 and p["gpus"] >= 8]
+          if p["seq_len"] == 2097152 and p["gpus"] >= 4]
     if ps:
         ax.plot([p["gpus"] for p in ps], [ps[0]["step_s"] * ps[0]["gpus"] / p["gpus"] for p in ps], "k:", label="ideal (1/GPUs)")
+    pts = [(P, st) for P, T, st in measured if T == 2097152]
+    if pts:
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "k*", ms=12, label="hybrid-340M measured (launcher)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("GPUs")
     ax.set_ylabel("predicted step time (s)")
-    ax.set_title("Predicted strong scaling, 2M tokens per sequence", fontsize=10)
+    ax.set_title("Predicted strong scaling, 2M tokens per sequence\n(H100 calibration; measured: 4x H200)",
+                 fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6)
     ax = axes[2]
@@ -213,7 +247,7 @@ def plot_scaling(pred, bench, out, where):
 
 def plot_memory(gpu, bench, out, where):
     fig, axes = plt.subplots(1, 2, figsize=(15, 5))
-    _gpu_panel(axes[0], gpu, 2, "peak GPU memory (GB)", "H100: peak allocated per GPU during fwd+bwd")
+    _gpu_panel(axes[0], gpu, 2, "peak GPU memory (GB)", "H100s and H200s: peak allocated per GPU during fwd+bwd")
     gpu_mem = any(r.get("mem_kind", "").startswith("cuda") for rs in bench.values() for r in rs)
     _bench_panel(axes[1], bench, "peak_mem_gb",
                  "peak allocated per GPU (GB)" if gpu_mem else "peak RSS per rank (GB)",
@@ -285,7 +319,7 @@ def main(argv=None) -> int:
         written += ["throughput_vs_seqlen.png", "memory_vs_length.png"]
     if args.predict:
         pred = load(args.predict)
-        plot_scaling(pred, bench, args.out, where)
+        plot_scaling(pred, bench, args.out, where, launcher_steps(args.gpu_dir) if args.gpu_dir else ())
         plot_comm(pred, bench, args.out, where)
         written += ["scaling.png", "comm_share.png"]
     for w in written:
