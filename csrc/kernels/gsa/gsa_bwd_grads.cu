@@ -35,11 +35,13 @@ struct PairsSmem {
 };
 
 // grid (NC, H). Writes the intra-chunk ds (into ds, finished by ds_state) and
-// subtracts s * ds_intra from dgca in place, so ds_state needs neither p nor du.
+// subtracts s * ds_intra from dgca in place, so ds_state needs neither p nor du;
+// du becomes du * e^G in place, the operand of dq's state part.
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
     ChunkMap cm, int H, int M, float scale, const T* __restrict__ s, const T* __restrict__ g,
-    const float* __restrict__ p, const float* __restrict__ du, float* dgca, T* __restrict__ ds, float* __restrict__ bm_io,
+    const float* __restrict__ p, float* __restrict__ du, float* dgca, T* __restrict__ ds,
+    float* __restrict__ bm_io,
     float* __restrict__ a2_io) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
@@ -87,6 +89,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
       const float d = Ds[t * L_.lde + m];
       ds[at] = from_f<T>(d);
       dgca[at] -= Ss[t * L_.lde + m] * d;
+      du[at] = Du[t * L_.lde + m] * __expf(Gs[t * L_.lde + m]);  // dq's operand, for dqkv
     }
     __syncthreads();
   }
@@ -112,13 +115,15 @@ struct DsStateSmem {
 // grid (NC, H): ds = ds_intra + e^{G_L - G} (.) (k dHk_end + v dHv_end^T) and
 // dg_t = sum_{t' >= t in the chunk} (dgca - s ds_state)_t' plus, at the last
 // token, the decay term sum Hk_end dHk_end + sum Hv_end dHv_end per slot.
+// Having read dgca, it leaves W = s e^{G_L - G} there, the operand of the state
+// parts of dk and dv.
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 2) bwd_ds_state_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
     const T* __restrict__ s, const T* __restrict__ g, const float* __restrict__ hk,
     const float* __restrict__ hv, const float* __restrict__ fin_k,
     const float* __restrict__ fin_v, const float* __restrict__ dhk, const float* __restrict__ dhv,
-    const float* __restrict__ dgca, T* ds, T* __restrict__ dg) {
+    float* __restrict__ dgca, T* ds, T* __restrict__ dg) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const DsStateSmem<T> L_;
   constexpr int MS = kDsSlice;
@@ -193,38 +198,44 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_ds_state_kernel(
         dg[tokM + t * rowM + m0 + m] = from_f<T>(acc);
       }
     }
+    // dgca is read: W = s e^{G_L - G} in its place, the operand of dk and dv.
+    for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
+      const int t = idx / MS, m = idx - t * MS;
+      dgca[tokM + t * rowM + m0 + m] =
+          Ss[t * L_.lde + m] * __expf(Gs[(kChunk - 1) * L_.lde + m] - Gs[t * L_.lde + m]);
+    }
     __syncthreads();
   }
 }
 
 template <typename T>
 struct DqkvSmem {
-  int lda, lde, ldx;
-  __host__ __device__ DqkvSmem()
-      : lda(ld_of<float>(kChunk)), lde(ld_ew(kTile)), ldx(ld_of<T>(kTile)) {}
-  __host__ __device__ size_t floats() const {
-    return static_cast<size_t>(kChunk) * (lda + lde) + 64;
-  }
+  int lda, ldx;
+  __host__ __device__ DqkvSmem() : lda(ld_of<float>(kChunk)), ldx(ld_of<T>(kTile)) {}
+  __host__ __device__ size_t floats() const { return static_cast<size_t>(kChunk) * lda; }
   __host__ __device__ size_t bytes() const {
     return floats() * sizeof(float) + 4 * kChunk * ldx * sizeof(T);
   }
 };
 
 // grid (NC, H, nz): tile z0 + z of [dq columns (K/64) | dk columns | dv columns].
+// The state parts' token operands come prepared: du e^G (left in du by pairs)
+// and W (left in dgca by ds_state), so the 3 (K/64) + V/64 blocks of a chunk
+// do not each rebuild the chunk's decay.
 //   dq = scale (exp(G) du Hk^T + Bm k)        dk = scale Bm^T q + W dHk_end^T
 //   dv = A2^T dO + W dHv_end                   W = s exp(G_L - G)
 template <typename T>
-__global__ void __launch_bounds__(kThreads) bwd_dqkv_kernel(
+// Four blocks per SM: 54 KB of shared memory, 64 registers.
+__global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
     ChunkMap cm, int H, int K, int V, int M, float scale, const T* __restrict__ q,
-    const T* __restrict__ k, const T* __restrict__ s, const T* __restrict__ g,
-    const T* __restrict__ dout, const float* __restrict__ hk, const float* __restrict__ dhk,
-    const float* __restrict__ dhv, const float* __restrict__ du, const T* __restrict__ bm,
+    const T* __restrict__ k, const T* __restrict__ dout, const float* __restrict__ hk,
+    const float* __restrict__ dhk, const float* __restrict__ dhv,
+    const float* __restrict__ du_eg, const float* __restrict__ w, const T* __restrict__ bm,
     const T* __restrict__ a2, T* __restrict__ dq, T* __restrict__ dk, T* __restrict__ dv,
     int z0) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const DqkvSmem<T> L_;
   float* Acc = reinterpret_cast<float*>(smem_raw);
-  float* Gs = Acc + kChunk * L_.lda;
   T* Op = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
   T* Zs = Op + kChunk * L_.ldx;
   T* Xs = Zs + kChunk * L_.ldx;
@@ -254,18 +265,10 @@ __global__ void __launch_bounds__(kThreads) bwd_dqkv_kernel(
   const bool folded = which == 1 && scale != 0.f, intra = which != 1 || scale != 0.f;
   const float inv_scale = folded ? 1.f / scale : 1.f;
   for (int m0 = 0; m0 < M; m0 += MS) {
-    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    const float* op = (which == 0 ? du_eg : w) + tokM + m0;
     for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
-      float x = 0.f;
-      if (t < cp.L) {
-        const float Gt = Gs[t * L_.lde + m];
-        x = which == 0 ? du[tokM + t * rowM + m0 + m] * __expf(Gt)
-                       : to_f<T>(s[tokM + t * rowM + m0 + m]) *
-                             __expf(Gs[(kChunk - 1) * L_.lde + m] - Gt);
-        x *= inv_scale;
-      }
-      Op[t * L_.ldx + m] = from_f<T>(x);
+      Op[t * L_.ldx + m] = from_f<T>(t < cp.L ? op[t * rowM + m] * inv_scale : 0.f);
     }
     if (which == 2) {
       load_tile(Zs, L_.ldx, dhv + unit * MV + static_cast<int64_t>(m0) * V + ct * kTile,
@@ -333,8 +336,8 @@ void dqkv_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b, DqkvPar
   dim3 grid(pl.NC, pl.H, z1 - z0);
   bwd_dqkv_kernel<T><<<grid, kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
-      static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.s),
-      static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), pl.hk, b.dhk, b.dhv, b.du,
+      static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.d_o), pl.hk,
+      b.dhk, b.dhv, b.du, b.dgca,
       reinterpret_cast<const T*>(b.bm), reinterpret_cast<const T*>(b.a2), static_cast<T*>(P.dq),
       static_cast<T*>(P.dk), static_cast<T*>(P.dv), z0);
   RAVENSP_LAUNCH_CHECK("gsa bwd_dqkv_kernel");
