@@ -230,8 +230,8 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
     ChunkMap cm, int H, int K, int V, int M, float scale, const T* __restrict__ q,
     const T* __restrict__ k, const T* __restrict__ dout, const float* __restrict__ hk,
     const float* __restrict__ dhk, const float* __restrict__ dhv,
-    const float* __restrict__ du_eg, const float* __restrict__ w, const T* __restrict__ bm,
-    const T* __restrict__ a2, T* __restrict__ dq, T* __restrict__ dk, T* __restrict__ dv,
+    const float* __restrict__ du_eg, const float* __restrict__ w, const float* __restrict__ bm,
+    const float* __restrict__ a2, T* __restrict__ dq, T* __restrict__ dk, T* __restrict__ dv,
     int z0) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const DqkvSmem<T> L_;
@@ -254,7 +254,9 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
   // The intra-chunk operands (Bm k, Bm^T q or A2^T dO for this column tile) come
   // in by cp.async while the block builds the first slot slice's state operands,
   // so the kernel waits on memory about once per slice rather than once per load.
-  async_tile(Rs, L_.ldx, (which == 2 ? a2 : bm) + unit * kChunk * kChunk,
+  // The pair matrix in T at the start of the chunk's fp32 area (see BwdBufs).
+  async_tile(Rs, L_.ldx,
+             reinterpret_cast<const T*>((which == 2 ? a2 : bm) + unit * kChunk * kChunk),
              static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
   if (which == 0) async_tile(Xs, L_.ldx, k + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
   if (which == 1) async_tile(Xs, L_.ldx, q + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
@@ -338,7 +340,7 @@ void dqkv_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b, DqkvPar
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
       static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.d_o), pl.hk,
       b.dhk, b.dhv, b.du, b.dgca,
-      reinterpret_cast<const T*>(b.bm), reinterpret_cast<const T*>(b.a2), static_cast<T*>(P.dq),
+      b.bm, b.a2, static_cast<T*>(P.dq),
       static_cast<T*>(P.dk), static_cast<T*>(P.dv), z0);
   RAVENSP_LAUNCH_CHECK("gsa bwd_dqkv_kernel");
 }

@@ -81,76 +81,93 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
   }
 }
 
+// Slot slice of pass 2's pair phase: at 32 the whole kernel takes 77 KB at M = 64
+// bf16 (two blocks per SM; 116 KB at 64).
+constexpr int kPairSlice = 32;
+
 template <typename T>
 struct Pass2Smem {
-  int MS, ldo, lda, lde, ldx;
-  __host__ __device__ Pass2Smem(int M, int V)
-      : MS(slice_of(M)), ldo(ld_of<float>(V)), lda(ld_of<float>(kChunk)),
-        lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)) {}
-  __host__ __device__ size_t floats() const {
-    return static_cast<size_t>(kChunk) * (ldo + lda + 3 * lde) + 64;
+  int MS, ldp, lda, lde, ldx;
+  __host__ __device__ explicit Pass2Smem(int M)
+      : MS(slice_of(M)), ldp(ld_of<T>(M)), lda(ld_of<float>(kChunk)), lde(ld_ew(kPairSlice)),
+        ldx(ld_of<T>(kTile)) {}
+  // Live throughout: A2 (fp32), Pg = p e^G over all M slots and A2 as T.
+  __host__ __device__ size_t kept_bytes() const {
+    return static_cast<size_t>(kChunk) * (lda * sizeof(float) + (ldp + ldx) * sizeof(T));
   }
-  __host__ __device__ size_t bytes() const {
-    // A2t and Xs double as the scratch of gated_pairs (Pg is live across it).
-    return floats() * sizeof(float) + kChunk * ldx * sizeof(T) +
-           max_of(2 * kChunk * ldx * sizeof(T), intra_scratch_floats(MS) * sizeof(float));
+  // The pair phase (p, G, s of one slot slice and the intra scratch) and the
+  // output phase (one fp32 output tile and two T tiles) share one region.
+  __host__ __device__ size_t pair_bytes() const {
+    return (3 * static_cast<size_t>(kChunk) * lde + intra_scratch_floats(kPairSlice)) *
+           sizeof(float);
   }
+  __host__ __device__ size_t out_bytes() const {
+    return static_cast<size_t>(kChunk) * (lda * sizeof(float) + 2 * ldx * sizeof(T));
+  }
+  __host__ __device__ size_t bytes() const { return kept_bytes() + max_of(pair_bytes(), out_bytes()); }
 };
 
 // grid (NC, H): o_t = (p_t * exp(G_t))^T Hv + sum_{i<=t} A2[t][i] v_i with
-// A2[t][i] = sum_m p_tm s_im exp(G_tm - G_im).
+// A2[t][i] = sum_m p_tm s_im exp(G_tm - G_im). The pair matrix and p e^G come
+// first, over slot slices; then one 64-column output tile at a time, so no
+// [64 x V] fp32 accumulator is held.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) pass2_kernel(
+__global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
     ChunkMap cm, int H, int M, int V, const T* __restrict__ v, const T* __restrict__ s,
     const T* __restrict__ g, const float* __restrict__ p, const float* __restrict__ hv,
     T* __restrict__ o) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
-  const Pass2Smem<T> L_(M, V);
-  float* O = reinterpret_cast<float*>(smem_raw);
-  float* A2 = O + kChunk * L_.ldo;
-  float* Ps = A2 + kChunk * L_.lda;
+  const Pass2Smem<T> L_(M);
+  float* A2 = reinterpret_cast<float*>(smem_raw);
+  T* Pg = reinterpret_cast<T*>(A2 + kChunk * L_.lda);
+  T* A2t = Pg + kChunk * L_.ldp;
+  unsigned char* region = smem_raw + L_.kept_bytes();
+  float* Ps = reinterpret_cast<float*>(region);
   float* Gs = Ps + kChunk * L_.lde;
   float* Ss = Gs + kChunk * L_.lde;
-  T* Pg = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
-  T* A2t = Pg + kChunk * L_.ldx;
-  T* Xs = A2t + kChunk * L_.ldx;
+  float* scratch = Ss + kChunk * L_.lde;
+  float* Ot = reinterpret_cast<float*>(region);
+  T* Xs = reinterpret_cast<T*>(Ot + kChunk * L_.lda);
+  T* Ys = Xs + kChunk * L_.ldx;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
   const int h = blockIdx.y, MS = L_.MS;
   const int64_t unit = cp.j * H + h;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
   const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
-  for (int m0 = 0; m0 < M; m0 += MS) {
-    load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, MS);
-    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
-    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
-    gated_pairs<kTC>(A2, Ps, nullptr, nullptr, L_.lda, Gs, Ss, L_.lde, cp.L, MS, m0 > 0,
-                     reinterpret_cast<float*>(A2t));
-    for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
-      const int t = idx / MS, m = idx - t * MS;
-      Pg[t * L_.ldx + m] = from_f<T>(Ps[t * L_.lde + m] * __expf(Gs[t * L_.lde + m]));
+  constexpr int PS = kPairSlice;
+  for (int m0 = 0; m0 < M; m0 += PS) {
+    load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, PS);
+    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, PS);
+    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, PS);
+    gated_pairs<kTC>(A2, Ps, nullptr, nullptr, L_.lda, Gs, Ss, L_.lde, cp.L, PS, m0 > 0, scratch);
+    for (int idx = threadIdx.x; idx < kChunk * PS; idx += blockDim.x) {
+      const int t = idx / PS, m = idx - t * PS;
+      Pg[t * L_.ldp + m0 + m] = from_f<T>(Ps[t * L_.lde + m] * __expf(Gs[t * L_.lde + m]));
     }
-    staged_tiles(Xs, L_.ldx, V / kTile, [&](int vt) {
-      return TileSrc<float>{hv + unit * M * V + static_cast<int64_t>(m0) * V + vt * kTile,
-                            static_cast<int64_t>(V), MS, MS, kTile};
-    }, [&](int vt, const T* X) {
-      block_mma<false, false>(O + vt * kTile, L_.ldo, Pg, L_.ldx, X, L_.ldx, kChunk, kTile, MS,
-                              m0 > 0);
-    });
+    __syncthreads();
   }
   for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x) {
     const int t = idx / kChunk, i = idx - t * kChunk;
     A2t[t * L_.ldx + i] = from_f<T>(A2[t * L_.lda + i]);
   }
-  staged_tiles(Xs, L_.ldx, V / kTile, [&](int vt) {
-    return TileSrc<T>{v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile};
-  }, [&](int vt, const T* X) {
-    block_mma<false, false>(O + vt * kTile, L_.ldo, A2t, L_.ldx, X, L_.ldx, kChunk, kTile,
-                            kChunk, true);
-  });
-  for (int idx = threadIdx.x; idx < cp.L * V; idx += blockDim.x) {
-    const int t = idx / V, c = idx - t * V;
-    o[tokV + t * rowV + c] = from_f<T>(O[t * L_.ldo + c]);
+  __syncthreads();
+  for (int vt = 0; vt < V / kTile; ++vt) {
+    async_tile(Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+    for (int m0 = 0; m0 < M; m0 += MS) {
+      load_tile(Xs, L_.ldx, hv + unit * M * V + static_cast<int64_t>(m0) * V + vt * kTile,
+                static_cast<int64_t>(V), MS, MS, kTile);
+      async_wait();
+      block_mma<false, false>(Ot, L_.lda, Pg + m0, L_.ldp, Xs, L_.ldx, kChunk, kTile, MS, m0 > 0);
+      __syncthreads();
+    }
+    block_mma<false, false>(Ot, L_.lda, A2t, L_.ldx, Ys, L_.ldx, kChunk, kTile, kChunk, true);
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < cp.L * kTile; idx += blockDim.x) {
+      const int t = idx / kTile, c = idx - t * kTile;
+      o[tokV + t * rowV + vt * kTile + c] = from_f<T>(Ot[t * L_.lda + c]);
+    }
+    __syncthreads();
   }
 }
 
@@ -168,7 +185,7 @@ void pass1_typed(const Plan& pl, const GsaFwdParams& P, float* p_out, cudaStream
 
 template <typename T>
 void pass2_typed(const Plan& pl, const GsaFwdParams& P, const float* p, cudaStream_t stream) {
-  const size_t smem = Pass2Smem<T>(static_cast<int>(pl.M), static_cast<int>(pl.V)).bytes();
+  const size_t smem = Pass2Smem<T>(static_cast<int>(pl.M)).bytes();
   set_smem(pass2_kernel<T>, smem, "gsa pass2_kernel");
   pass2_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.M, pl.V, static_cast<const T*>(P.v), static_cast<const T*>(P.s),
