@@ -18,14 +18,16 @@ struct ScoresSmem {
       : MS(slice_of(M)), ldd(ld_of<float>(M)), lda(ld_of<float>(kChunk)),
         lds(ld_of<float>(slice_of(M))), lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)) {}
   __host__ __device__ size_t floats() const {
-    // Two blocks per SM at K = V = 256, M = 64 (113 KB each): p is read from
-    // global memory where it is used rather than staged.
+    // p is read from global memory where it is used rather than staged.
     return static_cast<size_t>(kChunk) * (ldd + lda + lds + 2 * lde + 1) + 64;
   }
+  // Two blocks per SM at M = 64 (111 KB each at bf16): the state tile of the
+  // score products sits in Op (free until du exists), and the tiles Xs, Ys
+  // double as the scratch of gated_scores.
   __host__ __device__ size_t bytes() const {
-    // The tiles Xs, Ys, Zs double as the scratch of gated_scores (Op comes first).
     return floats() * sizeof(float) + kChunk * ldx * sizeof(T) +
-           max_of(3 * kChunk * ldx * sizeof(T), intra_scratch_floats(MS) * sizeof(float));
+           max_of(2 * kChunk * ldx * sizeof(T),
+                  gated_scores_scratch_floats(MS) * sizeof(float));
   }
 };
 
@@ -59,9 +61,10 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
 
   // Every tile this kernel multiplies comes in by cp.async (async_tile) into
   // Xs / Ys, which hold no registers, beside a synchronous load of the fp32
-  // state tile into Zs (converted to T); the dO and q tiles are loaded once for
-  // the two products that share them.
-  T* Zs = Ys + kChunk * L_.ldx;
+  // state tile into Zs (converted to T; Zs is Op, which is free until du is
+  // known); the dO and q tiles are loaded once for the two products that share
+  // them.
+  T* Zs = Op;
   const int nv = V / kTile, nk = K / kTile;
   // A = dO v^T and DP = dO Hv^T, one pass over V.
   for (int vt = 0; vt < nv; ++vt) {

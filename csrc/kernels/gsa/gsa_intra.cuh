@@ -33,6 +33,10 @@ __host__ __device__ constexpr int ld_scratch(int ms) { return ms + 4; }
 __host__ __device__ constexpr size_t intra_scratch_floats(int ms) {
   return static_cast<size_t>(7 * kSub) * ld_scratch(ms);
 }
+// gated_scores alone needs less (a kernel that calls only it can be smaller).
+__host__ __device__ constexpr size_t gated_scores_scratch_floats(int ms) {
+  return static_cast<size_t>(4 * kSub) * ld_scratch(ms);
+}
 
 // C[m x n] (=|+=) op(A)[m x k] op(B)[k x n] on fp32 shared-memory operands.
 // kTA: A stored [k][m]; kTB: B stored [n][k]. kTC runs TF32 WMMA (m, n multiples of

@@ -42,9 +42,10 @@ __global__ void chunk_map_kernel(const int64_t* cu, int64_t N, int64_t T, int64_
 // grid (NC, H): the chunk's local states from W = s * exp(G_L - G), one 64-row
 // tile of Hk (K/64 of them) or 64-column tile of Hv (V/64) after another. The
 // decay and W are computed once per chunk; the next k or v tile is in flight
-// while the block multiplies the current one.
+// (cp.async into the other of two tile buffers, no registers held) while the
+// block multiplies the current one. Four blocks per SM (64 registers, 44 KB).
 template <typename T>
-__global__ void __launch_bounds__(kThreads) local_states_kernel(
+__global__ void __launch_bounds__(kThreads, 4) local_states_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
     const T* __restrict__ s, const T* __restrict__ g, float* hk, float* hv, float* gl) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -53,15 +54,15 @@ __global__ void __launch_bounds__(kThreads) local_states_kernel(
   const int ldg = ld_ew(M), ldw = ld_of<T>(M), ldx = ld_of<T>(kTile);
   float* G = reinterpret_cast<float*>(smem_raw);
   T* W = reinterpret_cast<T*>(G + kChunk * ldg + 32);
-  T* X = W + kChunk * ldw + 64;
+  T* const X0 = W + kChunk * ldw + 64;  // two tile buffers, X0 and X0 + kChunk * ldx
+  auto X = [&](int z) { return X0 + (z & 1) * kChunk * ldx; };
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
   const int nk = K / kTile, nz = nk + V / kTile;
   auto tile_src = [&](int z) {
     return z < nk ? k + (cp.tok0 * H + h) * K + z * kTile : v + (cp.tok0 * H + h) * V + (z - nk) * kTile;
   };
   const int64_t rowX[2] = {static_cast<int64_t>(H) * K, static_cast<int64_t>(H) * V};
-  TileFetch<T, T> next;
-  next.fetch(tile_src(0), rowX[0], kChunk, cp.L, kTile);
+  async_tile(X(0), ldx, tile_src(0), rowX[0], kChunk, cp.L, kTile);
   chunk_decay<T>(G, nullptr, ldg, g + tokM, rowM, cp.L, M);
   for (int idx = threadIdx.x; idx < kChunk * M; idx += blockDim.x) {
     const int t = idx / M, m = idx - t * M;
@@ -71,17 +72,18 @@ __global__ void __launch_bounds__(kThreads) local_states_kernel(
   const int64_t unit = cp.j * H + h;
   for (int m = threadIdx.x; m < M; m += blockDim.x) gl[unit * M + m] = G[(kChunk - 1) * ldg + m];
   for (int z = 0; z < nz; ++z) {
-    next.store(X, ldx, tile_src(z), rowX[z >= nk], kChunk, cp.L, kTile);
-    __syncthreads();
-    if (z + 1 < nz) next.fetch(tile_src(z + 1), rowX[z + 1 >= nk], kChunk, cp.L, kTile);
+    // Tile z has landed, and every warp is done with tile z - 1's buffer.
+    async_wait();
+    if (z + 1 < nz)
+      async_tile(X(z + 1), ldx, tile_src(z + 1), rowX[z + 1 >= nk], kChunk, cp.L, kTile);
+    const T* Xz = X(z);
     if (z < nk) {
-      block_mma<true, false>(hk + unit * K * M + static_cast<int64_t>(z) * kTile * M, M, X, ldx, W,
-                             ldw, kTile, M, kChunk, false);
+      block_mma<true, false>(hk + unit * K * M + static_cast<int64_t>(z) * kTile * M, M, Xz, ldx,
+                             W, ldw, kTile, M, kChunk, false);
     } else {
-      block_mma<true, false>(hv + unit * M * V + (z - nk) * kTile, V, W, ldw, X, ldx, M, kTile,
+      block_mma<true, false>(hv + unit * M * V + (z - nk) * kTile, V, W, ldw, Xz, ldx, M, kTile,
                              kChunk, false);
     }
-    __syncthreads();
   }
 }
 
@@ -163,7 +165,7 @@ template <typename T>
 void local_states_typed(const Plan& p, const void* k, const void* v, const void* s, const void* g,
                         cudaStream_t stream) {
   const size_t smem = (kChunk * ld_ew(p.M) + 32) * sizeof(float) +
-                      (kChunk * ld_of<T>(p.M) + 64 + kChunk * ld_of<T>(kTile)) * sizeof(T);
+                      (kChunk * ld_of<T>(p.M) + 64 + 2 * kChunk * ld_of<T>(kTile)) * sizeof(T);
   set_smem(local_states_kernel<T>, smem, "gsa local_states");
   local_states_kernel<T><<<dim3(p.NC, p.H), kThreads, smem, stream>>>(
       chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v),
