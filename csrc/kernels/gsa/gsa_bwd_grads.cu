@@ -117,8 +117,9 @@ struct DsStateSmem {
 // token, the decay term sum Hk_end dHk_end + sum Hv_end dHv_end per slot.
 // Having read dgca, it leaves W = s e^{G_L - G} there, the operand of the state
 // parts of dk and dv.
+// Four blocks per SM: 54 KB of shared memory, 64 registers.
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 2) bwd_ds_state_kernel(
+__global__ void __launch_bounds__(kThreads, 4) bwd_ds_state_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
     const T* __restrict__ s, const T* __restrict__ g, const float* __restrict__ hk,
     const float* __restrict__ hv, const float* __restrict__ fin_k,
@@ -147,23 +148,28 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_ds_state_kernel(
   const float* hv_end = last ? fin_v + fin * MV : hv + (unit + H) * MV;
   const float* dhk_end = dhk + unit * KM;
   const float* dhv_end = dhv + unit * MV;
+  const int nk = K / kTile, nv = V / kTile;
 
   for (int m0 = 0; m0 < M; m0 += MS) {
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
-    // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T.
-    staged_mma<false, false>(Xc, L_.ldc, Xs, Ys, L_.ldx, K / kTile, [&](int kt) {
-      return TileSrc<T>{k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
-    }, [&](int kt) {
-      return TileSrc<float>{dhk_end + static_cast<int64_t>(kt) * kTile * M + m0,
-                            static_cast<int64_t>(M), kTile, kTile, MS};
-    }, kChunk, MS, kTile, false);
-    staged_mma<false, true>(Xc, L_.ldc, Xs, Ys, L_.ldx, V / kTile, [&](int vt) {
-      return TileSrc<T>{v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile};
-    }, [&](int vt) {
-      return TileSrc<float>{dhv_end + static_cast<int64_t>(m0) * V + vt * kTile,
-                            static_cast<int64_t>(V), MS, MS, kTile};
-    }, kChunk, MS, kTile, true);
+    // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T: the k / v tile by cp.async
+    // while the state-gradient tile is loaded and converted.
+    for (int z = 0; z < nk + nv; ++z) {
+      if (z < nk) {
+        async_tile(Xs, L_.ldx, k + tokK + z * kTile, rowK, kChunk, cp.L, kTile);
+        load_tile(Ys, L_.ldx, dhk_end + static_cast<int64_t>(z) * kTile * M + m0,
+                  static_cast<int64_t>(M), kTile, kTile, MS);
+      } else {
+        async_tile(Xs, L_.ldx, v + tokV + (z - nk) * kTile, rowV, kChunk, cp.L, kTile);
+        load_tile(Ys, L_.ldx, dhv_end + static_cast<int64_t>(m0) * V + (z - nk) * kTile,
+                  static_cast<int64_t>(V), MS, MS, kTile);
+      }
+      async_wait();
+      if (z < nk) block_mma<false, false>(Xc, L_.ldc, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, z > 0);
+      else block_mma<false, true>(Xc, L_.ldc, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, true);
+      __syncthreads();
+    }
     // Last-token decay term: sum_k Hk_end dHk_end + sum_v Hv_end dHv_end per slot.
     {
       const int m = threadIdx.x % MS, part = threadIdx.x / MS, parts = kThreads / MS;

@@ -25,9 +25,10 @@ struct Pass1Smem {
     return static_cast<size_t>(kChunk) * (ldu + lda + 2 * lde) + 64;
   }
   __host__ __device__ size_t bytes() const {
-    // Xs and Ys double as the scratch of gated_scores.
+    // The tiles Xs, Ys, Zs double as the scratch of gated_scores (95 KB at M = 64
+    // bf16: two blocks per SM).
     return floats() * sizeof(float) +
-           max_of(2 * kChunk * ldx * sizeof(T), intra_scratch_floats(MS) * sizeof(float));
+           max_of(3 * kChunk * ldx * sizeof(T), gated_scores_scratch_floats(MS) * sizeof(float));
   }
 };
 
@@ -48,22 +49,33 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
   float* Ss = Gs + kChunk * L_.lde;
   T* Xs = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
   T* Ys = Xs + kChunk * L_.ldx;
+  T* Zs = Ys + kChunk * L_.ldx;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
   const int h = blockIdx.y, MS = L_.MS;
   const int64_t unit = cp.j * H + h;
   const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
-  auto q_tile = [&](int kt) {
-    return TileSrc<T>{q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
-  };
-  staged_mma<false, true>(A, L_.lda, Xs, Ys, L_.ldx, K / kTile, q_tile, [&](int kt) {
-    return TileSrc<T>{k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
-  }, kChunk, kChunk, kTile, false);
+  // A = q k^T and the first slot slice of q Hk share the q tiles: one pass over
+  // K, the q and k tiles by cp.async while the state tile is loaded and converted.
+  for (int kt = 0; kt < K / kTile; ++kt) {
+    async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+    async_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+    load_tile(Zs, L_.ldx, hk + unit * K * M + static_cast<int64_t>(kt) * kTile * M,
+              static_cast<int64_t>(M), kTile, kTile, MS);
+    async_wait();
+    block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
+    block_mma<false, false>(U, L_.ldu, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
+    __syncthreads();
+  }
   for (int m0 = 0; m0 < M; m0 += MS) {
-    staged_mma<false, false>(U + m0, L_.ldu, Xs, Ys, L_.ldx, K / kTile, q_tile, [&](int kt) {
-      return TileSrc<float>{hk + unit * K * M + static_cast<int64_t>(kt) * kTile * M + m0,
-                            static_cast<int64_t>(M), kTile, kTile, MS};
-    }, kChunk, MS, kTile, false);
+    for (int kt = 0; m0 > 0 && kt < K / kTile; ++kt) {
+      async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+      load_tile(Zs, L_.ldx, hk + unit * K * M + static_cast<int64_t>(kt) * kTile * M + m0,
+                static_cast<int64_t>(M), kTile, kTile, MS);
+      async_wait();
+      block_mma<false, false>(U + m0, L_.ldu, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
+      __syncthreads();
+    }
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
