@@ -1,11 +1,15 @@
-// GSA backward, per chunk (CUDA), in three kernels:
+// GSA backward, per chunk (CUDA), in three kernels. Each leaves what the next
+// one needs prepared in the workspace, so no block rebuilds a chunk's decay that
+// another kernel already had at hand (BwdBufs in gsa_plan.h):
 //   (1) pairs: the intra-chunk part of ds, the matching part of the decay
 //       gradient's summand, and the pair matrices Bm[t][i] = sum_m s_im
-//       e^{G_tm - G_im} du_tm and A2 (same with p) for (3); needs no state
+//       e^{G_tm - G_im} du_tm and A2 (same with p) for (3), from the q k^T and
+//       dO v^T that bwd_scores left; du becomes du e^G. Needs no state
 //       gradient, so the split backward runs it while the end-state gradients
 //       are exchanged;
 //   (2) ds_state: after the reverse scan has put the gradient at each chunk's
-//       end state in dhk/dhv, the state part of ds, then dg;
+//       end state in dhk/dhv, the state part of ds, then dg; leaves
+//       W = s e^{G_L - G} in dgca;
 //   (3) dq, dk, dv, one 64-column output tile per block (dq needs no state
 //       gradient either).
 #include "kernels/gsa/gsa_common.cuh"

@@ -2,6 +2,7 @@
 // dp = exp(G) * (dO Hv^T) + gated intra term, du = p * (dp - <p, dp>), stores du
 // and p*dp + u*du for the decay gradient, and writes the chunk's local state
 // gradients scale * q^T (exp(G) du) and (p exp(G))^T dO for the reverse scan.
+// It also leaves q k^T and dO v^T (fp32) for bwd_pairs, which needs both.
 #include "kernels/gsa/gsa_common.cuh"
 #include "kernels/gsa/gsa_gemm.cuh"
 #include "kernels/gsa/gsa_intra.cuh"
