@@ -198,58 +198,6 @@ __device__ __forceinline__ void async_wait() {
   __syncthreads();
 }
 
-// A tile load split in two, so that its global loads are in flight while the
-// block computes on the previous tile: fetch() issues them into registers,
-// store() writes the tile to shared memory (converting to Tdst). Up to kMax
-// 16-byte loads per thread (one 64 x 64 tile). Only the loaded bits live in
-// registers between the two calls (the kernels are register-bound), so store()
-// takes the same source again: one that is not 16-byte aligned, or a larger
-// tile, is loaded there by load_tile.
-template <typename Tdst, typename Tsrc>
-struct TileFetch {
-  static constexpr int kVec = 16 / sizeof(Tsrc);
-  // Enough for a kChunk x kTile tile at kThreads threads: 2 (16-bit) or 4 (fp32).
-  static constexpr int kMax = kChunk * kTile * static_cast<int>(sizeof(Tsrc)) / 16 / kThreads;
-  uint4 raw[kMax];
-
-  static __device__ __forceinline__ bool vectorised(const Tsrc* src, int64_t stride, int rows,
-                                                    int cols) {
-    return cols % kVec == 0 && stride % kVec == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0 &&
-           rows * (cols / kVec) <= kMax * static_cast<int>(blockDim.x);
-  }
-
-  __device__ __forceinline__ void fetch(const Tsrc* src, int64_t stride, int rows, int valid,
-                                        int cols) {
-    if (!vectorised(src, stride, rows, cols)) return;
-    const int vpr = cols / kVec;
-#pragma unroll
-    for (int b = 0; b < kMax; ++b) {
-      const int idx = threadIdx.x + b * blockDim.x, r = idx / vpr, c = (idx - r * vpr) * kVec;
-      raw[b] = make_uint4(0u, 0u, 0u, 0u);
-      if (idx < rows * vpr && r < valid)
-        raw[b] = __ldg(reinterpret_cast<const uint4*>(src + r * stride + c));
-    }
-  }
-
-  __device__ __forceinline__ void store(Tdst* dst, int ld, const Tsrc* src, int64_t stride,
-                                        int rows, int valid, int cols) const {
-    if (!vectorised(src, stride, rows, cols)) {
-      load_tile(dst, ld, src, stride, rows, valid, cols);
-      return;
-    }
-    const int vpr = cols / kVec;
-#pragma unroll
-    for (int b = 0; b < kMax; ++b) {
-      const int idx = threadIdx.x + b * blockDim.x, r = idx / vpr, c = (idx - r * vpr) * kVec;
-      if (idx >= rows * vpr) break;
-      const Tsrc* e = reinterpret_cast<const Tsrc*>(&raw[b]);
-      Tdst* d = dst + r * ld + c;
-#pragma unroll
-      for (int u = 0; u < kVec; ++u) d[u] = from_f<Tdst>(to_f<Tsrc>(e[u]));
-    }
-  }
-};
-
 // Per-column decay of one chunk for slots [m0, m0 + ms): G[t][m] = sum_{j<=t} g_j
 // (rows >= L contribute 0) and E[t][m] = exp(g_t). Both fp32, leading dim ld.
 template <typename T>

@@ -56,12 +56,15 @@ __global__ void __launch_bounds__(kThreads) inter_softmax_kernel(
   }
   const float* hin = hk_in + (static_cast<int64_t>(cp.n) * H + h) * K * M;
   for (int m0 = 0; m0 < M; m0 += MS) {
-    staged_mma<false, false>(U + m0, L_.ldu, Xs, Ys, L_.ldx, K / kTile, [&](int kt) {
-      return TileSrc<T>{q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile};
-    }, [&](int kt) {
-      return TileSrc<float>{hin + static_cast<int64_t>(kt) * kTile * M + m0,
-                            static_cast<int64_t>(M), kTile, kTile, MS};
-    }, kChunk, MS, kTile, false);
+    // q's tile by cp.async while the incoming state's tile is loaded and converted.
+    for (int kt = 0; kt < K / kTile; ++kt) {
+      async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+      load_tile(Ys, L_.ldx, hin + static_cast<int64_t>(kt) * kTile * M + m0,
+                static_cast<int64_t>(M), kTile, kTile, MS);
+      async_wait();
+      block_mma<false, false>(U + m0, L_.ldu, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
+      __syncthreads();
+    }
     chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
