@@ -174,11 +174,13 @@ double lasp2_state_bytes(const Shape& s);
 // Compute costs measured on one H100 (docs/benchmarks/*.json, docs/launcher.md,
 // DEVICE.md); see docs/scaling_model.md for where each number comes from.
 struct Calibration {
-  std::vector<double> raven_tokens{65536, 262144, 524288};       // sp_gsa_h100.json
-  std::vector<double> raven_ms_local{48.21, 171.847, 337.843};   // ms_fwd_bwd_without_sp
-  std::vector<double> raven_ms_sp{48.163, 176.33, 347.192};      // ms_fwd_bwd, LASP-2, 1 GPU
-  // kernels.json, ravensp chunk_gsa fwd+bwd at T=32768: M=256 minus M=64, per token.
-  double m256_extra_us_per_token = (28.6479 - 8.2176) * 1e3 / 32768;
+  // sp_gsa_h100.json (one H100, 2026-11-26, this session's kernels), gpus = 1, LASP-2.
+  std::vector<double> raven_tokens{65536, 262144, 524288};
+  std::vector<double> raven_ms_local{42.038, 151.558, 297.641};  // ms_fwd_bwd_without_sp
+  std::vector<double> raven_ms_sp{43.612, 156.425, 306.052};     // ms_fwd_bwd (SP path)
+  // kernels.json (one H100, 2026-11-26, this session's kernels): ravensp chunk_gsa
+  // fwd+bwd (fwdbwd_ms) at B1 H4 K=V=256 T=32768, M=256 minus M=64, per token.
+  double m256_extra_us_per_token = (24.0604 - 5.7039) * 1e3 / 32768;
   double attn_tflops = 423;  // DEVICE.md: cuDNN causal fwd+bwd, head dim 64
   // docs/launcher.md: hybrid-340M step on one H100 (recompute on), seconds.
   std::vector<double> train_tokens{32768, 131072, 262144};

@@ -68,12 +68,12 @@ TEST(ScalingModel, CollectiveTimes) {
 TEST(ScalingModel, CalibrationInterpolatesTheMeasuredLayer) {
   sc::Calibration c;
   sc::Shape s;
-  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 262144, false), 171.847);
-  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 524288, true), 347.192);
-  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 32768, false), 48.21 / 2);  // proportional below
-  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 163840, false), (48.21 + 171.847) / 2);
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 262144, false), 151.558);
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 524288, true), 306.052);
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 32768, false), 42.038 / 2);  // proportional below
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 163840, false), (42.038 + 151.558) / 2);
   s.slots = 256;
-  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 262144, false), 171.847 + c.m256_extra_us_per_token * 262.144);
+  EXPECT_DOUBLE_EQ(sc::raven_layer_ms(c, s, 262144, false), 151.558 + c.m256_extra_us_per_token * 262.144);
   s.slots = 128;
   EXPECT_THROW(sc::raven_layer_ms(c, s, 1024, false), ravensp::Error);
   // Attention: 3.5 * 4*T^2*H*D/2 / P at 423 TFLOP/s.
