@@ -22,6 +22,17 @@ namespace ravensp::kernels::gsa_cuda {
 namespace {
 
 constexpr int kDsSlice = 32;  // slot slice of ds_state (keeps its shared memory small)
+// The kernels below hand dqkv its 16-bit operands inside fp32 token buffers
+// ([tokens, H, M]) they have finished reading: row r's M values of T sit at the
+// start of row r's own 4M bytes. A block only writes rows of its own chunk, and
+// only slots of a slice it has already loaded (slot m lands on the bytes of
+// fp32 slot m * sizeof(T) / 4 <= m), so no block overwrites a value that is
+// still to be read.
+template <typename T>
+__device__ __forceinline__ T* row_view(float* rows, int64_t row_start) {
+  return reinterpret_cast<T*>(rows + row_start);
+}
+
 // Slot slice of pairs: at 16 its four fp32 pair matrices, five slot-slice
 // buffers and scratch take 101 KB, so two blocks share an SM (128 KB at 32).
 constexpr int kPairsSlice = 16;
@@ -40,7 +51,8 @@ struct PairsSmem {
 
 // grid (NC, H). Writes the intra-chunk ds (into ds, finished by ds_state) and
 // subtracts s * ds_intra from dgca in place, so ds_state needs neither p nor du;
-// du becomes du * e^G in place, the operand of dq's state part.
+// leaves scale * du * e^G in du (as T, row_view), the operand of dq's state part,
+// and scale * Bm.
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
     ChunkMap cm, int H, int M, float scale, const T* __restrict__ s, const T* __restrict__ g,
@@ -93,12 +105,18 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
       const float d = Ds[t * L_.lde + m];
       ds[at] = from_f<T>(d);
       dgca[at] -= Ss[t * L_.lde + m] * d;
-      du[at] = Du[t * L_.lde + m] * __expf(Gs[t * L_.lde + m]);  // dq's operand, for dqkv
+      // dq's state operand for dqkv, with dq's scale: scale du e^G.
+      row_view<T>(du, tokM + t * rowM)[m0 + m] =
+          from_f<T>(scale * Du[t * L_.lde + m] * __expf(Gs[t * L_.lde + m]));
     }
     __syncthreads();
   }
   // The pair matrices for bwd_dqkv, in the input dtype, over the start of the
   // fp32 areas they were read from.
+  // Bm carries the scale of dq's and dk's intra parts.
+  for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x)
+    Bm[(idx / kChunk) * L_.lda + idx % kChunk] *= scale;
+  __syncthreads();
   store_square(reinterpret_cast<T*>(bm_io + pair), Bm, L_.lda);
   store_square(reinterpret_cast<T*>(a2_io + pair), A2, L_.lda);
 }
@@ -208,11 +226,12 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_ds_state_kernel(
         dg[tokM + t * rowM + m0 + m] = from_f<T>(acc);
       }
     }
-    // dgca is read: W = s e^{G_L - G} in its place, the operand of dk and dv.
+    // dgca is read: W = s e^{G_L - G} in its place (as T, row_view), the operand
+    // of dk and dv.
     for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
-      dgca[tokM + t * rowM + m0 + m] =
-          Ss[t * L_.lde + m] * __expf(Gs[(kChunk - 1) * L_.lde + m] - Gs[t * L_.lde + m]);
+      row_view<T>(dgca, tokM + t * rowM)[m0 + m] = from_f<T>(
+          Ss[t * L_.lde + m] * __expf(Gs[(kChunk - 1) * L_.lde + m] - Gs[t * L_.lde + m]));
     }
     __syncthreads();
   }
@@ -229,15 +248,15 @@ struct DqkvSmem {
 };
 
 // grid (NC, H, nz): tile z0 + z of [dq columns (K/64) | dk columns | dv columns].
-// The state parts' token operands come prepared: du e^G (left in du by pairs)
-// and W (left in dgca by ds_state), so the 3 (K/64) + V/64 blocks of a chunk
-// do not each rebuild the chunk's decay.
-//   dq = scale (exp(G) du Hk^T + Bm k)        dk = scale Bm^T q + W dHk_end^T
+// Every operand comes prepared, as T: scale du e^G (left in du by pairs), W (left
+// in dgca by ds_state), scale Bm and A2, so the 3 (K/64) + V/64 blocks of a chunk
+// neither rebuild the chunk's decay nor convert anything but the state tile.
+//   dq = (scale e^G du) Hk^T + (scale Bm) k    dk = (scale Bm)^T q + W dHk_end^T
 //   dv = A2^T dO + W dHv_end                   W = s exp(G_L - G)
 template <typename T>
 // Four blocks per SM: 54 KB of shared memory, 64 registers.
 __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
-    ChunkMap cm, int H, int K, int V, int M, float scale, const T* __restrict__ q,
+    ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ q,
     const T* __restrict__ k, const T* __restrict__ dout, const float* __restrict__ hk,
     const float* __restrict__ dhk, const float* __restrict__ dhv,
     const float* __restrict__ du_eg, const float* __restrict__ w, const float* __restrict__ bm,
@@ -261,27 +280,20 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
   const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
 
-  // The intra-chunk operands (Bm k, Bm^T q or A2^T dO for this column tile) come
-  // in by cp.async while the block builds the first slot slice's state operands,
-  // so the kernel waits on memory about once per slice rather than once per load.
-  // The pair matrix in T at the start of the chunk's fp32 area (see BwdBufs).
+  // The pair matrix (in T at the start of the chunk's fp32 area, see BwdBufs), the
+  // token tile and each slice's state operand come in by cp.async while the
+  // state tile is loaded and converted: one wait on memory per slot slice.
   async_tile(Rs, L_.ldx,
              reinterpret_cast<const T*>((which == 2 ? a2 : bm) + unit * kChunk * kChunk),
              static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
   if (which == 0) async_tile(Xs, L_.ldx, k + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
   if (which == 1) async_tile(Xs, L_.ldx, q + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
   if (which == 2) async_tile(Xs, L_.ldx, dout + tokV + ct * kTile, rowV, kChunk, cp.L, kTile);
-  // dk's intra part carries the scale and its state part does not: the state
-  // operand is divided by it here and the whole tile multiplied at the end (a
-  // zero scale leaves dk no intra part at all).
-  const bool folded = which == 1 && scale != 0.f, intra = which != 1 || scale != 0.f;
-  const float inv_scale = folded ? 1.f / scale : 1.f;
+  // The T rows inside the fp32 token buffers (row_view): rowM floats apart.
+  const T* op = reinterpret_cast<const T*>((which == 0 ? du_eg : w) + tokM);
+  const int64_t op_stride = rowM * static_cast<int64_t>(sizeof(float) / sizeof(T));
   for (int m0 = 0; m0 < M; m0 += MS) {
-    const float* op = (which == 0 ? du_eg : w) + tokM + m0;
-    for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
-      const int t = idx / MS, m = idx - t * MS;
-      Op[t * L_.ldx + m] = from_f<T>(t < cp.L ? op[t * rowM + m] * inv_scale : 0.f);
-    }
+    async_tile(Op, L_.ldx, op + m0, op_stride, kChunk, cp.L, MS);
     if (which == 2) {
       load_tile(Zs, L_.ldx, dhv + unit * MV + static_cast<int64_t>(m0) * V + ct * kTile,
                 static_cast<int64_t>(V), MS, MS, kTile);
@@ -291,7 +303,7 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
                 static_cast<int64_t>(M), kTile, kTile, MS);
     }
     async_wait();
-    if (m0 == 0 && intra) {
+    if (m0 == 0) {
       if (which == 0)
         block_mma<false, false>(Acc, L_.lda, Rs, L_.ldx, Xs, L_.ldx, 64, 64, 64, false);
       else
@@ -299,17 +311,15 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
       // Each warp re-reads the accumulator tiles it has just stored.
       __syncwarp();
     }
-    const bool acc = m0 > 0 || intra;
-    if (which == 2) block_mma<false, false>(Acc, L_.lda, Op, L_.ldx, Zs, L_.ldx, 64, 64, MS, acc);
-    else block_mma<false, true>(Acc, L_.lda, Op, L_.ldx, Zs, L_.ldx, 64, 64, MS, acc);
+    if (which == 2) block_mma<false, false>(Acc, L_.lda, Op, L_.ldx, Zs, L_.ldx, 64, 64, MS, true);
+    else block_mma<false, true>(Acc, L_.lda, Op, L_.ldx, Zs, L_.ldx, 64, 64, MS, true);
     __syncthreads();
   }
-  const float mult = which == 0 || folded ? scale : 1.f;
   T* out = which == 0 ? dq + tokK : (which == 1 ? dk + tokK : dv + tokV);
   const int64_t row = which == 2 ? rowV : rowK;
   for (int idx = threadIdx.x; idx < cp.L * kTile; idx += blockDim.x) {
     const int t = idx / kTile, c = idx - t * kTile;
-    out[t * row + ct * kTile + c] = from_f<T>(mult * Acc[t * L_.lda + c]);
+    out[t * row + ct * kTile + c] = from_f<T>(Acc[t * L_.lda + c]);
   }
 }
 
@@ -347,7 +357,7 @@ void dqkv_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b, DqkvPar
   const int z1 = part == DqkvPart::kDq ? nk : nz;
   dim3 grid(pl.NC, pl.H, z1 - z0);
   bwd_dqkv_kernel<T><<<grid, kThreads, smem, stream>>>(
-      chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
+      chunk_map(pl), pl.H, pl.K, pl.V, pl.M,
       static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.d_o), pl.hk,
       b.dhk, b.dhv, b.du, b.dgca,
       b.bm, b.a2, static_cast<T*>(P.dq),
