@@ -15,6 +15,13 @@
 # (extra ravensp-train options, e.g. --train.offload_checkpoints=true),
 # RAVENSP_TRAIN_LIMIT, RAVENSP_BENCH_LIMIT (seconds per launcher run, per bench sweep),
 # RAVENSP_DEADLINE_S.
+# A 600-second call holds build + two or three steps. Four H200s (fifth session) took:
+# build 75 s, train at 1M tokens 102 s (3 steps of 29 s), at 2M 280 s for 2 steps of
+# 106 s, ring 43 s; the SP sweep and the bf16 equivalence ~300 s together. For eight
+# GPUs plan three calls on the warm machine (the build stays in build/device2):
+# "build equiv sp", then "ring train" with RAVENSP_CONTEXTS=2097152 (256K per GPU,
+# the four-GPU 1M step's share), then "train" with RAVENSP_CONTEXTS=4194304 and
+# RAVENSP_TRAIN_LIMIT=500 (one or two steps of ~210 s; ~122 GB per H200).
 # Each step has its own time limit and log; a failed step is reported and the
 # next one still runs. The device returns at most 8 files, so the logs and JSONs
 # travel as $OUT/logs.tgz, with $OUT/summary.txt beside it. The build stays in build/device2 (ignored), so a
