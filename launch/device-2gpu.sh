@@ -17,7 +17,7 @@
 # RAVENSP_DEADLINE_S.
 # A 600-second call holds build + two or three steps. Four H200s (fifth session) took:
 # build 75 s, train at 1M tokens 102 s (3 steps of 29 s), at 2M 280 s for 2 steps of
-# 106 s, ring 43 s; the SP sweep and the bf16 equivalence ~300 s together. For eight
+# 106 s, ring 43 s (equiv and sp have limits of 240 and 300 s). For eight
 # GPUs plan three calls on the warm machine (the build stays in build/device2):
 # "build equiv sp", then "ring train" with RAVENSP_CONTEXTS=2097152 (256K per GPU,
 # the four-GPU 1M step's share), then "train" with RAVENSP_CONTEXTS=4194304 and
