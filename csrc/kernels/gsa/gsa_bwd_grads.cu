@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
   async_tile(VdO, L_.lda, a2_io + pair, static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
 
   for (int m0 = 0; m0 < M; m0 += MS) {
-    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, MS);
     load_tile(Du, L_.lde, du + tokM + m0, rowM, kChunk, cp.L, MS);
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_ds_state_kernel(
   const int nk = K / kTile, nv = V / kTile;
 
   for (int m0 = 0; m0 < M; m0 += MS) {
-    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T: the k / v tile by cp.async
     // while the state-gradient tile is loaded and converted.

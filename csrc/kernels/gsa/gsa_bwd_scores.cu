@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   store_square(dov_out + pair, A, L_.lda);  // for bwd_pairs, which needs it too
   // dp = exp(G) (dO Hv^T) + sum_{i<=t} (do_t . v_i) s_i exp(G_t - G_i)
   for (int m0 = 0; m0 < M; m0 += MS) {
-    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
     gated_scores<kTC>(DP + m0, L_.ldd, DP + m0, L_.ldd, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS,
@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
       __syncthreads();
     }
-    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
     gated_scores<kTC>(Us, L_.lds, Us, L_.lds, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,

@@ -76,7 +76,7 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
       block_mma<false, false>(U + m0, L_.ldu, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
       __syncthreads();
     }
-    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
     gated_scores<kTC>(U + m0, L_.ldu, U + m0, L_.ldu, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS,
@@ -151,7 +151,7 @@ __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
   for (int m0 = 0; m0 < M; m0 += PS) {
     load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, PS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, PS);
-    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, PS);
+    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, PS);
     gated_pairs<kTC>(A2, Ps, nullptr, nullptr, L_.lda, Gs, Ss, L_.lde, cp.L, PS, m0 > 0, scratch);
     for (int idx = threadIdx.x; idx < kChunk * PS; idx += blockDim.x) {
       const int t = idx / PS, m = idx - t * PS;

@@ -199,16 +199,15 @@ __device__ __forceinline__ void async_wait() {
 }
 
 // Per-column decay of one chunk for slots [m0, m0 + ms): G[t][m] = sum_{j<=t} g_j
-// (rows >= L contribute 0) and E[t][m] = exp(g_t). Both fp32, leading dim ld.
+// (rows >= L contribute 0), fp32, leading dim ld.
 template <typename T>
-__device__ __forceinline__ void chunk_decay(float* G, float* E, int ld, const T* g,
-                                            int64_t stride, int L, int ms) {
+__device__ __forceinline__ void chunk_decay(float* G, int ld, const T* g, int64_t stride, int L,
+                                            int ms) {
 #pragma unroll 4
   for (int idx = threadIdx.x; idx < kChunk * ms; idx += blockDim.x) {
     const int t = idx / ms, m = idx - t * ms;
     const float x = t < L ? to_f<T>(g[t * stride + m]) : 0.f;
     G[t * ld + m] = x;
-    if (E != nullptr) E[t * ld + m] = __expf(x);
   }
   __syncthreads();
   for (int m = threadIdx.x; m < ms; m += blockDim.x) {

@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kThreads) inter_softmax_kernel(
       block_mma<false, false>(U + m0, L_.ldu, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, kt > 0);
       __syncthreads();
     }
-    chunk_decay<T>(Gs, nullptr, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
       float* u = U + t * L_.ldu + m0 + m;

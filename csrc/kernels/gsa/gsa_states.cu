@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(kThreads, 4) local_states_kernel(
   };
   const int64_t rowX[2] = {static_cast<int64_t>(H) * K, static_cast<int64_t>(H) * V};
   async_tile(X(0), ldx, tile_src(0), rowX[0], kChunk, cp.L, kTile);
-  chunk_decay<T>(G, nullptr, ldg, g + tokM, rowM, cp.L, M);
+  chunk_decay<T>(G, ldg, g + tokM, rowM, cp.L, M);
   for (int idx = threadIdx.x; idx < kChunk * M; idx += blockDim.x) {
     const int t = idx / M, m = idx - t * M;
     const float sv = t < cp.L ? to_f<T>(s[tokM + t * rowM + m]) : 0.f;
