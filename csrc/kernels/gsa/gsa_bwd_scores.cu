@@ -16,15 +16,15 @@ template <typename T>
 struct ScoresSmem {
   int MS, ldd, lda, lds, lde, ldx;
   __host__ __device__ explicit ScoresSmem(int M)
-      : MS(slice_of(M)), ldd(ld_of<float>(M)), lda(ld_of<float>(kChunk)),
+      : MS(slice_of(M)), ldd(ld_of<float>(slice_of(M))), lda(ld_of<float>(kChunk)),
         lds(ld_of<float>(slice_of(M))), lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)) {}
   __host__ __device__ size_t floats() const {
     // p is read from global memory where it is used rather than staged.
     return static_cast<size_t>(kChunk) * (ldd + lda + lds + 2 * lde + 1) + 64;
   }
-  // Two blocks per SM at M = 64 (111 KB each at bf16): the state tile of the
-  // score products sits in Op (free until du exists), and the tiles Xs, Ys
-  // double as the scratch of gated_scores.
+  // Two blocks per SM at any M (111 KB at bf16): the fp32 score buffers are one
+  // slot slice wide, the state tile of the score products sits in Op (free until
+  // du exists), and the tiles Xs, Ys double as the scratch of gated_scores.
   __host__ __device__ size_t bytes() const {
     return floats() * sizeof(float) + kChunk * ldx * sizeof(T) +
            max_of(2 * kChunk * ldx * sizeof(T),
@@ -67,37 +67,46 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   // them.
   T* Zs = Op;
   const int nv = V / kTile, nk = K / kTile;
-  // A = dO v^T and DP = dO Hv^T, one pass over V.
-  for (int vt = 0; vt < nv; ++vt) {
-    async_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-    async_tile(Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-    for (int m0 = 0; m0 < M; m0 += MS) {
+  // Per slot slice: DP = dO Hv^T (one pass over V; the first slice also computes
+  // A = dO v^T from the same dO tiles), its gated intra term, and the slice's
+  // share of R = <p, dp>. With more than one slice, each finished DP slice waits
+  // in du's rows (du overwrites it below), so the fp32 score buffers are one
+  // slice wide whatever M is.
+  const bool sliced = M > MS;
+  const int64_t pair = unit * kChunk * kChunk;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int m0 = 0; m0 < M; m0 += MS) {
+    for (int vt = 0; vt < nv; ++vt) {
+      async_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+      if (m0 == 0) async_tile(Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
       load_tile(Zs, L_.ldx, hv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile,
                 static_cast<int64_t>(V), MS, MS, kTile);
       async_wait();
       if (m0 == 0)
         block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, vt > 0);
-      block_mma<false, true>(DP + m0, L_.ldd, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, vt > 0);
+      block_mma<false, true>(DP, L_.ldd, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, vt > 0);
       __syncthreads();
     }
-  }
-  const int64_t pair = unit * kChunk * kChunk;
-  store_square(dov_out + pair, A, L_.lda);  // for bwd_pairs, which needs it too
-  // dp = exp(G) (dO Hv^T) + sum_{i<=t} (do_t . v_i) s_i exp(G_t - G_i)
-  for (int m0 = 0; m0 < M; m0 += MS) {
+    if (m0 == 0) store_square(dov_out + pair, A, L_.lda);  // for bwd_pairs, which needs it too
+    // dp = exp(G) (dO Hv^T) + sum_{i<=t} (do_t . v_i) s_i exp(G_t - G_i)
     chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
-    gated_scores<kTC>(DP + m0, L_.ldd, DP + m0, L_.ldd, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS,
-                      1.f, reinterpret_cast<float*>(Xs));
-  }
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int t = warp; t < kChunk; t += kThreads / 32) {
-    float acc = 0.f;
-    if (t < cp.L)
-      for (int m = lane; m < M; m += 32) acc += p[tokM + t * rowM + m] * DP[t * L_.ldd + m];
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) R[t] = acc;
+    gated_scores<kTC>(DP, L_.ldd, DP, L_.ldd, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, 1.f,
+                      reinterpret_cast<float*>(Xs));
+    for (int t = warp; t < kChunk; t += kThreads / 32) {  // row t's R stays with one lane
+      float acc = 0.f;
+      if (t < cp.L)
+        for (int m = lane; m < MS; m += 32) acc += p[tokM + t * rowM + m0 + m] * DP[t * L_.ldd + m];
+      for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+      if (lane == 0) R[t] = m0 == 0 ? acc : R[t] + acc;
+    }
+    if (sliced)
+      for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
+        const int t = idx / MS, m = idx - t * MS;
+        du[tokM + t * rowM + m0 + m] = DP[t * L_.ldd + m];
+      }
+    __syncthreads();
   }
   // A1 = q k^T (unscaled: gated_scores applies the scale) and the first slot
   // slice of q Hk, one pass over K.
@@ -114,7 +123,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   store_square(qk_out + pair, A, L_.lda);
   // The local state gradients stream q and dO tiles through Xs / Ys, the next
   // tile's copy in flight during the current product.
-  T* buf[2] = {Xs, Ys};
+  auto buf = [&](int i) { return (i & 1) ? Ys : Xs; };
   for (int m0 = 0; m0 < M; m0 += MS) {
     for (int kt = 0; m0 > 0 && kt < nk; ++kt) {
       async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
@@ -130,28 +139,29 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     gated_scores<kTC>(Us, L_.lds, Us, L_.lds, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,
                       reinterpret_cast<float*>(Xs));
     // du, p*dp + u*du; Op = scale * exp(G) * du (operand of the local dHk).
-    async_tile(buf[0], L_.ldx, q + tokK, rowK, kChunk, cp.L, kTile);
+    async_tile(buf(0), L_.ldx, q + tokK, rowK, kChunk, cp.L, kTile);
     for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
       float d = 0.f;
       if (t < cp.L) {
-        const float pt = p[tokM + t * rowM + m0 + m], dp = DP[t * L_.ldd + m0 + m];
+        const int64_t at = tokM + t * rowM + m0 + m;
+        const float pt = p[at], dp = sliced ? du[at] : DP[t * L_.ldd + m];
         d = pt * (dp - R[t]);
-        du[tokM + t * rowM + m0 + m] = d;
-        dgca[tokM + t * rowM + m0 + m] = fmaf(pt, dp, Us[t * L_.lds + m] * d);
+        du[at] = d;
+        dgca[at] = fmaf(pt, dp, Us[t * L_.lds + m] * d);
       }
       Op[t * L_.ldx + m] = from_f<T>(scale * __expf(Gs[t * L_.lde + m]) * d);
     }
     for (int kt = 0; kt < nk; ++kt) {
       async_wait();
       if (kt + 1 < nk)
-        async_tile(buf[(kt + 1) & 1], L_.ldx, q + tokK + (kt + 1) * kTile, rowK, kChunk, cp.L,
+        async_tile(buf(kt + 1), L_.ldx, q + tokK + (kt + 1) * kTile, rowK, kChunk, cp.L,
                    kTile);
       block_mma<true, false>(dhk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0, M,
-                             buf[kt & 1], L_.ldx, Op, L_.ldx, kTile, MS, kChunk, false);
+                             buf(kt), L_.ldx, Op, L_.ldx, kTile, MS, kChunk, false);
     }
     __syncthreads();
-    async_tile(buf[0], L_.ldx, dout + tokV, rowV, kChunk, cp.L, kTile);
+    async_tile(buf(0), L_.ldx, dout + tokV, rowV, kChunk, cp.L, kTile);
     for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
       const float pt = t < cp.L ? p[tokM + t * rowM + m0 + m] : 0.f;
@@ -160,10 +170,10 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     for (int vt = 0; vt < nv; ++vt) {
       async_wait();
       if (vt + 1 < nv)
-        async_tile(buf[(vt + 1) & 1], L_.ldx, dout + tokV + (vt + 1) * kTile, rowV, kChunk,
+        async_tile(buf(vt + 1), L_.ldx, dout + tokV + (vt + 1) * kTile, rowV, kChunk,
                    cp.L, kTile);
       block_mma<true, false>(dhv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile, V, Op,
-                             L_.ldx, buf[vt & 1], L_.ldx, MS, kTile, kChunk, false);
+                             L_.ldx, buf(vt), L_.ldx, MS, kTile, kChunk, false);
     }
     __syncthreads();
   }

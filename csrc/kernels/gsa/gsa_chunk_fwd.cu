@@ -19,14 +19,14 @@ template <typename T>
 struct Pass1Smem {
   int M, MS, ldu, lda, lde, ldx;
   __host__ __device__ explicit Pass1Smem(int M_)
-      : M(M_), MS(slice_of(M_)), ldu(ld_of<float>(M_)), lda(ld_of<float>(kChunk)),
+      : M(M_), MS(slice_of(M_)), ldu(ld_of<float>(slice_of(M_))), lda(ld_of<float>(kChunk)),
         lde(ld_ew(slice_of(M_))), ldx(ld_of<T>(kTile)) {}
   __host__ __device__ size_t floats() const {
     return static_cast<size_t>(kChunk) * (ldu + lda + 2 * lde) + 64;
   }
   __host__ __device__ size_t bytes() const {
-    // The tiles Xs, Ys, Zs double as the scratch of gated_scores (95 KB at M = 64
-    // bf16: two blocks per SM).
+    // The tiles Xs, Ys, Zs double as the scratch of gated_scores (95 KB at any M
+    // with bf16: two blocks per SM).
     return floats() * sizeof(float) +
            max_of(3 * kChunk * ldx * sizeof(T), gated_scores_scratch_floats(MS) * sizeof(float));
   }
@@ -55,42 +55,41 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
   const int64_t unit = cp.j * H + h;
   const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
-  // A = q k^T and the first slot slice of q Hk share the q tiles: one pass over
-  // K, the q and k tiles by cp.async while the state tile is loaded and converted.
-  for (int kt = 0; kt < K / kTile; ++kt) {
-    async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-    async_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-    load_tile(Zs, L_.ldx, hk + unit * K * M + static_cast<int64_t>(kt) * kTile * M,
-              static_cast<int64_t>(M), kTile, kTile, MS);
-    async_wait();
-    block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
-    block_mma<false, false>(U, L_.ldu, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
-    __syncthreads();
-  }
+  // Per slot slice: U = q Hk (the first slice also A = q k^T from the same q
+  // tiles; q and k by cp.async while the state tile is loaded and converted),
+  // then the gated intra term. U is one slice wide whatever M is: with more than
+  // one slice the scaled scores go to p and the softmax runs there at the end.
+  const bool sliced = M > MS;
   for (int m0 = 0; m0 < M; m0 += MS) {
-    for (int kt = 0; m0 > 0 && kt < K / kTile; ++kt) {
+    for (int kt = 0; kt < K / kTile; ++kt) {
       async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+      if (m0 == 0) async_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
       load_tile(Zs, L_.ldx, hk + unit * K * M + static_cast<int64_t>(kt) * kTile * M + m0,
                 static_cast<int64_t>(M), kTile, kTile, MS);
       async_wait();
-      block_mma<false, false>(U + m0, L_.ldu, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
+      if (m0 == 0)
+        block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
+      block_mma<false, false>(U, L_.ldu, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
       __syncthreads();
     }
     chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
     load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
     __syncthreads();
-    gated_scores<kTC>(U + m0, L_.ldu, U + m0, L_.ldu, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS,
-                      scale, reinterpret_cast<float*>(Xs));
-  }
-  if (raw) {
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < cp.L * M; idx += blockDim.x) {
-      const int t = idx / M, m = idx - t * M;
-      p[tokM + t * rowM + m] = U[t * L_.ldu + m];
+    gated_scores<kTC>(U, L_.ldu, U, L_.ldu, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,
+                      reinterpret_cast<float*>(Xs));
+    if (raw || sliced) {
+      for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
+        const int t = idx / MS, m = idx - t * MS;
+        p[tokM + t * rowM + m0 + m] = U[t * L_.ldu + m];
+      }
+    } else {
+      softmax_rows(U, L_.ldu, cp.L, M, p + tokM, rowM);
     }
-  } else {
-    softmax_rows(U, L_.ldu, cp.L, M, p + tokM, rowM);
+    __syncthreads();
   }
+  if (sliced && !raw)  // the block's own global writes are visible after the barrier
+    for (int t = threadIdx.x >> 5; t < cp.L; t += blockDim.x / 32)
+      warp_softmax(p + tokM + t * rowM, p + tokM + t * rowM, M);
 }
 
 // Slot slice of pass 2's pair phase: at 32 the whole kernel takes 77 KB at M = 64
