@@ -11,7 +11,8 @@
 # RAVENSP_NCU=1 adds Nsight Compute counters of one fwd+bwd at T=32K (ncu.csv, a table
 # per kernel in the log);
 # RAVENSP_NCU_SOURCE=<kernel regex> builds with -lineinfo and writes the stall
-# samples per CUDA source line of those kernels (source_<n>.csv, top lines in the log).
+# samples per CUDA source line of those kernels (source_<n>.csv, top lines in the log);
+# RAVENSP_NCU_COUNT=<n> profiles the first n launches that match (default 2).
 set -uo pipefail
 OUT=${OUT:-/tmp/ravensp-out}
 mkdir -p "$OUT"
@@ -133,7 +134,7 @@ fi
 if [ -n "${RAVENSP_NCU_SOURCE:-}" ] && command -v ncu >/dev/null; then
   start=$(date +%s)
   ncu --set full --import-source yes --clock-control none --kernel-name-base function \
-    -k regex:"$RAVENSP_NCU_SOURCE" -c 2 -f -o "$OUT/source" python3 launch/ncu_gsa_case.py \
+    -k regex:"$RAVENSP_NCU_SOURCE" -c ${RAVENSP_NCU_COUNT:-2} -f -o "$OUT/source" python3 launch/ncu_gsa_case.py \
     > "$OUT/ncu_source.log" 2>&1
   echo "ncu source rc=$? in $(( $(date +%s) - start )) s"
   ncu -i "$OUT/source.ncu-rep" --page source --csv --print-source cuda,sass > "$OUT/source.csv" 2>&1

@@ -7,29 +7,39 @@
 #include "kernels/gsa/gsa_gemm.cuh"
 #include "kernels/gsa/gsa_intra.cuh"
 #include "kernels/gsa/gsa_launch.cuh"
+#include "kernels/gsa/gsa_pipeline.cuh"
 #include "kernels/gsa/gsa_plan.h"
 
 namespace ravensp::kernels::gsa_cuda {
 namespace {
 
+// Shared memory of bwd_scores: fp32 DP, A, Us, the loop region, R; then Op and
+// the tile pair Xs, Ys. Us holds the slice's g and s as they arrive while DP is
+// formed (Us is only computed after); the loop region is the DP pipeline's
+// second tile set and fp32 state staging, then the slice's decay and s (fp32).
+// Two blocks per SM at any M (113 KB at bf16): the fp32 score buffers are one
+// slot slice wide, the state tile sits in Op (free until du exists), and Xs, Ys
+// double as the scratch of gated_scores.
 template <typename T>
 struct ScoresSmem {
   int MS, ldd, lda, lds, lde, ldx;
+  size_t off_a, off_us, off_loop, off_r, off_op, total;
+  __host__ __device__ static constexpr size_t up(size_t x) { return (x + 127) / 128 * 128; }
   __host__ __device__ explicit ScoresSmem(int M)
       : MS(slice_of(M)), ldd(ld_of<float>(slice_of(M))), lda(ld_of<float>(kChunk)),
-        lds(ld_of<float>(slice_of(M))), lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)) {}
-  __host__ __device__ size_t floats() const {
-    // p is read from global memory where it is used rather than staged.
-    return static_cast<size_t>(kChunk) * (ldd + lda + lds + 2 * lde + 1) + 64;
+        lds(ld_of<float>(slice_of(M))), lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)) {
+    off_a = up(static_cast<size_t>(kChunk) * ldd * sizeof(float));
+    off_us = up(off_a + static_cast<size_t>(kChunk) * lda * sizeof(float));
+    off_loop = up(off_us + max_of(static_cast<size_t>(kChunk) * lds * sizeof(float),
+                                  2 * static_cast<size_t>(kChunk) * MS * sizeof(T)));
+    off_r = up(off_loop + max_of(2 * static_cast<size_t>(kChunk) * lde * sizeof(float),
+                                 static_cast<size_t>(kChunk) * MS * sizeof(float) +
+                                     2 * static_cast<size_t>(kChunk) * ldx * sizeof(T)));
+    off_op = up(off_r + kChunk * sizeof(float));
+    total = off_op + kChunk * ldx * sizeof(T) +
+            max_of(2 * kChunk * ldx * sizeof(T), gated_scores_scratch_floats(MS) * sizeof(float));
   }
-  // Two blocks per SM at any M (111 KB at bf16): the fp32 score buffers are one
-  // slot slice wide, the state tile of the score products sits in Op (free until
-  // du exists), and the tiles Xs, Ys double as the scratch of gated_scores.
-  __host__ __device__ size_t bytes() const {
-    return floats() * sizeof(float) + kChunk * ldx * sizeof(T) +
-           max_of(2 * kChunk * ldx * sizeof(T),
-                  gated_scores_scratch_floats(MS) * sizeof(float));
-  }
+  __host__ __device__ size_t bytes() const { return total; }
 };
 
 template <typename T>
@@ -43,31 +53,35 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const ScoresSmem<T> L_(M);
+  const int MS = L_.MS;
   float* DP = reinterpret_cast<float*>(smem_raw);
-  float* A = DP + kChunk * L_.ldd;
-  float* Us = A + kChunk * L_.lda;
-  float* Gs = Us + kChunk * L_.lds;
+  float* A = reinterpret_cast<float*>(smem_raw + L_.off_a);
+  float* Us = reinterpret_cast<float*>(smem_raw + L_.off_us);
+  float* Gs = reinterpret_cast<float*>(smem_raw + L_.off_loop);
   float* Ss = Gs + kChunk * L_.lde;
-  float* R = Ss + kChunk * L_.lde;
-  T* Op = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
+  float* R = reinterpret_cast<float*>(smem_raw + L_.off_r);
+  T* Op = reinterpret_cast<T*>(smem_raw + L_.off_op);
   T* Xs = Op + kChunk * L_.ldx;
   T* Ys = Xs + kChunk * L_.ldx;
+  T* Graw = reinterpret_cast<T*>(Us);  // while DP is formed
+  T* Sraw = Graw + kChunk * MS;
+  float* St = Gs;                      // the loop region during the DP pipeline
+  T* X1 = reinterpret_cast<T*>(St + kChunk * MS);
+  T* Y1 = X1 + kChunk * L_.ldx;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
-  const int h = blockIdx.y, MS = L_.MS;
+  const int h = blockIdx.y;
   const int64_t unit = cp.j * H + h, KM = static_cast<int64_t>(K) * M,
                 MV = static_cast<int64_t>(M) * V;
   const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
   const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
 
-  // Every tile this kernel multiplies comes in by cp.async (async_tile) into
-  // Xs / Ys, which hold no registers, beside a synchronous load of the fp32
-  // state tile into Zs (converted to T; Zs is Op, which is free until du is
-  // known); the dO and q tiles are loaded once for the two products that share
+  // The state tiles of the score products sit in Zs = Op, which is free until du
+  // is known; the dO and q tiles are loaded once for the two products that share
   // them.
   T* Zs = Op;
   const int nv = V / kTile, nk = K / kTile;
-  // Per slot slice: DP = dO Hv^T (one pass over V; the first slice also computes
+  // Per slot slice: DP = dO Hv^T (pipelined over V; the first slice also computes
   // A = dO v^T from the same dO tiles), its gated intra term, and the slice's
   // share of R = <p, dp>. With more than one slice, each finished DP slice waits
   // in du's rows (du overwrites it below), so the fp32 score buffers are one
@@ -76,21 +90,29 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   const int64_t pair = unit * kChunk * kChunk;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   for (int m0 = 0; m0 < M; m0 += MS) {
-    for (int vt = 0; vt < nv; ++vt) {
-      async_tile(Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-      if (m0 == 0) async_tile(Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-      load_tile(Zs, L_.ldx, hv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile,
-                static_cast<int64_t>(V), MS, MS, kTile);
-      async_wait();
-      if (m0 == 0)
-        block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, vt > 0);
-      block_mma<false, true>(DP, L_.ldd, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, vt > 0);
-      __syncthreads();
-    }
-    if (m0 == 0) store_square(dov_out + pair, A, L_.lda);  // for bwd_pairs, which needs it too
+    const bool first = m0 == 0;
+    async_tile(Graw, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
+    async_tile(Sraw, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    state_pipeline(
+        nv, St, kTile, Zs, L_.ldx, MS, kTile,
+        [&](int vt, int b) {
+          async_tile(b ? X1 : Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+          if (first)
+            async_tile(b ? Y1 : Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
+          async_tile(St, kTile, hv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile,
+                     static_cast<int64_t>(V), MS, MS, kTile);
+        },
+        [&](int vt, int b) {
+          const T* X = b ? X1 : Xs;
+          if (first)
+            block_mma<false, true>(A, L_.lda, X, L_.ldx, b ? Y1 : Ys, L_.ldx, kChunk, kChunk,
+                                   kTile, vt > 0);
+          block_mma<false, true>(DP, L_.ldd, X, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, vt > 0);
+        });
+    if (first) store_square(dov_out + pair, A, L_.lda);  // for bwd_pairs, which needs it too
     // dp = exp(G) (dO Hv^T) + sum_{i<=t} (do_t . v_i) s_i exp(G_t - G_i)
-    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
-    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
+    widen_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
     __syncthreads();
     gated_scores<kTC>(DP, L_.ldd, DP, L_.ldd, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, 1.f,
                       reinterpret_cast<float*>(Xs));
@@ -133,9 +155,11 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
       __syncthreads();
     }
-    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
-    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
-    __syncthreads();
+    if (sliced) {  // with one slice, Gs and Ss still hold it from the DP phase
+      chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
+      load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
+      __syncthreads();
+    }
     gated_scores<kTC>(Us, L_.lds, Us, L_.lds, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,
                       reinterpret_cast<float*>(Xs));
     // du, p*dp + u*du; Op = scale * exp(G) * du (operand of the local dHk).

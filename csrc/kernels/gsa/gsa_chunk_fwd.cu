@@ -8,28 +8,38 @@
 #include "kernels/gsa/gsa_gemm.cuh"
 #include "kernels/gsa/gsa_intra.cuh"
 #include "kernels/gsa/gsa_launch.cuh"
+#include "kernels/gsa/gsa_pipeline.cuh"
 #include "kernels/gsa/gsa_plan.h"
 
 namespace ravensp::kernels {
 namespace gsa_cuda {
 namespace {
 
-// Shared-memory layout of pass 1 (floats first, then T tiles).
+// Shared-memory layout of pass 1: the fp32 scores U and A, then a region that
+// is the pipeline's second token-tile set and fp32 state staging during the
+// K-loop and the decay and s (fp32) after it, the first token-tile set and the
+// narrowed state tile (the scratch of gated_scores after the loop), and the
+// slice's g and s tiles as they arrive (copied during the K-loop). 111 KB at
+// M >= 64 with bf16: two blocks per SM.
 template <typename T>
 struct Pass1Smem {
   int M, MS, ldu, lda, lde, ldx;
+  size_t off_loop, off_tiles, off_raw, total;
+  __host__ __device__ static constexpr size_t up(size_t x) { return (x + 127) / 128 * 128; }
   __host__ __device__ explicit Pass1Smem(int M_)
       : M(M_), MS(slice_of(M_)), ldu(ld_of<float>(slice_of(M_))), lda(ld_of<float>(kChunk)),
-        lde(ld_ew(slice_of(M_))), ldx(ld_of<T>(kTile)) {}
-  __host__ __device__ size_t floats() const {
-    return static_cast<size_t>(kChunk) * (ldu + lda + 2 * lde) + 64;
+        lde(ld_ew(slice_of(M_))), ldx(ld_of<T>(kTile)) {
+    off_loop = up(static_cast<size_t>(kChunk) * (ldu + lda) * sizeof(float));
+    const size_t loop = max_of(2 * static_cast<size_t>(kChunk) * lde * sizeof(float),
+                               static_cast<size_t>(kChunk) * MS * sizeof(float) +
+                                   2 * static_cast<size_t>(kChunk) * ldx * sizeof(T));
+    off_tiles = up(off_loop + loop);
+    const size_t tiles = max_of(3 * static_cast<size_t>(kChunk) * ldx * sizeof(T),
+                                gated_scores_scratch_floats(MS) * sizeof(float));
+    off_raw = up(off_tiles + tiles);
+    total = off_raw + 2 * static_cast<size_t>(kChunk) * MS * sizeof(T);
   }
-  __host__ __device__ size_t bytes() const {
-    // The tiles Xs, Ys, Zs double as the scratch of gated_scores (95 KB at any M
-    // with bf16: two blocks per SM).
-    return floats() * sizeof(float) +
-           max_of(3 * kChunk * ldx * sizeof(T), gated_scores_scratch_floats(MS) * sizeof(float));
-  }
+  __host__ __device__ size_t bytes() const { return total; }
 };
 
 // grid (NC, H): p[t] = softmax(scale * (exp(G_t) * (q_t^T Hk) + intra)), or with
@@ -45,38 +55,52 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
   const Pass1Smem<T> L_(M);
   float* U = reinterpret_cast<float*>(smem_raw);
   float* A = U + kChunk * L_.ldu;
-  float* Gs = A + kChunk * L_.lda;
+  float* Gs = reinterpret_cast<float*>(smem_raw + L_.off_loop);
   float* Ss = Gs + kChunk * L_.lde;
-  T* Xs = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
-  T* Ys = Xs + kChunk * L_.ldx;
-  T* Zs = Ys + kChunk * L_.ldx;
+  float* St = Gs;  // the loop region during the K-loop
+  const int MS = L_.MS;
+  T* X1 = reinterpret_cast<T*>(St + kChunk * MS);
+  T* Y1 = X1 + kChunk * L_.ldx;
+  T* X0 = reinterpret_cast<T*>(smem_raw + L_.off_tiles);
+  T* Y0 = X0 + kChunk * L_.ldx;
+  T* Zs = Y0 + kChunk * L_.ldx;
+  T* Graw = reinterpret_cast<T*>(smem_raw + L_.off_raw);
+  T* Sraw = Graw + kChunk * MS;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
-  const int h = blockIdx.y, MS = L_.MS;
+  const int h = blockIdx.y;
   const int64_t unit = cp.j * H + h;
   const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
   // Per slot slice: U = q Hk (the first slice also A = q k^T from the same q
-  // tiles; q and k by cp.async while the state tile is loaded and converted),
+  // tiles), pipelined over K with the slice's g and s tiles copied alongside,
   // then the gated intra term. U is one slice wide whatever M is: with more than
   // one slice the scaled scores go to p and the softmax runs there at the end.
   const bool sliced = M > MS;
   for (int m0 = 0; m0 < M; m0 += MS) {
-    for (int kt = 0; kt < K / kTile; ++kt) {
-      async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-      if (m0 == 0) async_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-      load_tile(Zs, L_.ldx, hk + unit * K * M + static_cast<int64_t>(kt) * kTile * M + m0,
-                static_cast<int64_t>(M), kTile, kTile, MS);
-      async_wait();
-      if (m0 == 0)
-        block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
-      block_mma<false, false>(U, L_.ldu, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
-      __syncthreads();
-    }
-    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
-    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    const bool first = m0 == 0;
+    async_tile(Graw, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
+    async_tile(Sraw, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    state_pipeline(
+        K / kTile, St, MS, Zs, L_.ldx, kTile, MS,
+        [&](int kt, int b) {
+          async_tile(b ? X1 : X0, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+          if (first)
+            async_tile(b ? Y1 : Y0, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+          async_tile(St, MS, hk + unit * K * M + static_cast<int64_t>(kt) * kTile * M + m0,
+                     static_cast<int64_t>(M), kTile, kTile, MS);
+        },
+        [&](int kt, int b) {
+          const T* X = b ? X1 : X0;
+          if (first)
+            block_mma<false, true>(A, L_.lda, X, L_.ldx, b ? Y1 : Y0, L_.ldx, kChunk, kChunk,
+                                   kTile, kt > 0);
+          block_mma<false, false>(U, L_.ldu, X, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
+        });
+    chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
+    widen_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
     __syncthreads();
     gated_scores<kTC>(U, L_.ldu, U, L_.ldu, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,
-                      reinterpret_cast<float*>(Xs));
+                      reinterpret_cast<float*>(X0));
     if (raw || sliced) {
       for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
         const int t = idx / MS, m = idx - t * MS;
@@ -92,36 +116,39 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
       warp_softmax(p + tokM + t * rowM, p + tokM + t * rowM, M);
 }
 
-// Slot slice of pass 2's pair phase: at 32 the whole kernel takes 77 KB at M = 64
-// bf16 (two blocks per SM; 116 KB at 64).
+// Slot slice of pass 2's pair phase: at 32 the pair phase's fp32 buffers stay
+// small enough for two blocks per SM at every M.
 constexpr int kPairSlice = 32;
 
+// Shared memory of pass 2. Live throughout: A2 (fp32; the output tile once A2t
+// exists), Pg = p e^G over all M slots and A2 as T. The pair phase (p, G, s of
+// one slot slice, the intra scratch, the next slice's g and s as they arrive)
+// and the output phase (two v tiles, the fp32 staging and narrowed state tile of
+// the pipeline) share one region. 85 KB at M = 64, 108 KB at M = 256 with bf16.
 template <typename T>
 struct Pass2Smem {
   int MS, ldp, lda, lde, ldx;
   __host__ __device__ explicit Pass2Smem(int M)
       : MS(slice_of(M)), ldp(ld_of<T>(M)), lda(ld_of<float>(kChunk)), lde(ld_ew(kPairSlice)),
         ldx(ld_of<T>(kTile)) {}
-  // Live throughout: A2 (fp32), Pg = p e^G over all M slots and A2 as T.
   __host__ __device__ size_t kept_bytes() const {
     return static_cast<size_t>(kChunk) * (lda * sizeof(float) + (ldp + ldx) * sizeof(T));
   }
-  // The pair phase (p, G, s of one slot slice and the intra scratch) and the
-  // output phase (one fp32 output tile and two T tiles) share one region.
   __host__ __device__ size_t pair_bytes() const {
     return (3 * static_cast<size_t>(kChunk) * lde + intra_scratch_floats(kPairSlice)) *
-           sizeof(float);
+               sizeof(float) +
+           2 * static_cast<size_t>(kChunk) * kPairSlice * sizeof(T);
   }
   __host__ __device__ size_t out_bytes() const {
-    return static_cast<size_t>(kChunk) * (lda * sizeof(float) + 2 * ldx * sizeof(T));
+    return static_cast<size_t>(kChunk) * (3 * ldx * sizeof(T) + MS * sizeof(float));
   }
   __host__ __device__ size_t bytes() const { return kept_bytes() + max_of(pair_bytes(), out_bytes()); }
 };
 
 // grid (NC, H): o_t = (p_t * exp(G_t))^T Hv + sum_{i<=t} A2[t][i] v_i with
 // A2[t][i] = sum_m p_tm s_im exp(G_tm - G_im). The pair matrix and p e^G come
-// first, over slot slices; then one 64-column output tile at a time, so no
-// [64 x V] fp32 accumulator is held.
+// first, over slot slices; then one 64-column output tile at a time, pipelined
+// over (tile, slot slice) steps, so no [64 x V] fp32 accumulator is held.
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
     ChunkMap cm, int H, int M, int V, const T* __restrict__ v, const T* __restrict__ s,
@@ -131,6 +158,7 @@ __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const Pass2Smem<T> L_(M);
   float* A2 = reinterpret_cast<float*>(smem_raw);
+  float* Ot = A2;  // after A2t is made
   T* Pg = reinterpret_cast<T*>(A2 + kChunk * L_.lda);
   T* A2t = Pg + kChunk * L_.ldp;
   unsigned char* region = smem_raw + L_.kept_bytes();
@@ -138,19 +166,32 @@ __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
   float* Gs = Ps + kChunk * L_.lde;
   float* Ss = Gs + kChunk * L_.lde;
   float* scratch = Ss + kChunk * L_.lde;
-  float* Ot = reinterpret_cast<float*>(region);
-  T* Xs = reinterpret_cast<T*>(Ot + kChunk * L_.lda);
-  T* Ys = Xs + kChunk * L_.ldx;
+  constexpr int PS = kPairSlice;
+  T* Graw = reinterpret_cast<T*>(scratch + intra_scratch_floats(PS));
+  T* Sraw = Graw + kChunk * PS;
+  const int MS = L_.MS;
+  T* Yv0 = reinterpret_cast<T*>(region);
+  T* Yv1 = Yv0 + kChunk * L_.ldx;
+  T* Zs = Yv1 + kChunk * L_.ldx;
+  float* St = reinterpret_cast<float*>(Zs + kChunk * L_.ldx);
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
-  const int h = blockIdx.y, MS = L_.MS;
+  const int h = blockIdx.y;
   const int64_t unit = cp.j * H + h;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
   const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
-  constexpr int PS = kPairSlice;
+  // The next slice's g and s are copied while this slice's pairs are formed.
+  auto issue_gs = [&](int m0) {
+    async_tile(Graw, PS, g + tokM + m0, rowM, kChunk, cp.L, PS);
+    async_tile(Sraw, PS, s + tokM + m0, rowM, kChunk, cp.L, PS);
+  };
+  issue_gs(0);
   for (int m0 = 0; m0 < M; m0 += PS) {
     load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, PS);
-    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, PS);
-    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, PS);
+    async_wait();
+    chunk_decay<T>(Gs, L_.lde, Graw, PS, cp.L, PS);
+    widen_tile(Ss, L_.lde, Sraw, PS, kChunk, PS);
+    __syncthreads();
+    if (m0 + PS < M) issue_gs(m0 + PS);
     gated_pairs<kTC>(A2, Ps, nullptr, nullptr, L_.lda, Gs, Ss, L_.lde, cp.L, PS, m0 > 0, scratch);
     for (int idx = threadIdx.x; idx < kChunk * PS; idx += blockDim.x) {
       const int t = idx / PS, m = idx - t * PS;
@@ -163,23 +204,33 @@ __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
     A2t[t * L_.ldx + i] = from_f<T>(A2[t * L_.lda + i]);
   }
   __syncthreads();
-  for (int vt = 0; vt < V / kTile; ++vt) {
-    async_tile(Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-    for (int m0 = 0; m0 < M; m0 += MS) {
-      load_tile(Xs, L_.ldx, hv + unit * M * V + static_cast<int64_t>(m0) * V + vt * kTile,
-                static_cast<int64_t>(V), MS, MS, kTile);
-      async_wait();
-      block_mma<false, false>(Ot, L_.lda, Pg + m0, L_.ldp, Xs, L_.ldx, kChunk, kTile, MS, m0 > 0);
-      __syncthreads();
-    }
-    block_mma<false, false>(Ot, L_.lda, A2t, L_.ldx, Ys, L_.ldx, kChunk, kTile, kChunk, true);
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < cp.L * kTile; idx += blockDim.x) {
-      const int t = idx / kTile, c = idx - t * kTile;
-      o[tokV + t * rowV + vt * kTile + c] = from_f<T>(Ot[t * L_.lda + c]);
-    }
-    __syncthreads();
-  }
+  // Step st: output tile vt = st / ns, slot slice mi = st % ns. The v tile of vt
+  // arrives with the tile's first step, into the buffer of vt's parity.
+  const int ns = M / MS;
+  state_pipeline(
+      (V / kTile) * ns, St, kTile, Zs, L_.ldx, MS, kTile,
+      [&](int st, int) {
+        const int vt = st / ns, mi = st - vt * ns;
+        if (mi == 0)
+          async_tile((vt & 1) ? Yv1 : Yv0, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L,
+                     kTile);
+        async_tile(St, kTile, hv + unit * M * V + static_cast<int64_t>(mi) * MS * V + vt * kTile,
+                   static_cast<int64_t>(V), MS, MS, kTile);
+      },
+      [&](int st, int) {
+        const int vt = st / ns, mi = st - vt * ns;
+        block_mma<false, false>(Ot, L_.lda, Pg + mi * MS, L_.ldp, Zs, L_.ldx, kChunk, kTile, MS,
+                                mi > 0);
+        if (mi + 1 < ns) return;
+        // Same warp-to-strip map as the product above: no barrier between them.
+        block_mma<false, false>(Ot, L_.lda, A2t, L_.ldx, (vt & 1) ? Yv1 : Yv0, L_.ldx, kChunk,
+                                kTile, kChunk, true);
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < cp.L * kTile; idx += blockDim.x) {
+          const int t = idx / kTile, c = idx - t * kTile;
+          o[tokV + t * rowV + vt * kTile + c] = from_f<T>(Ot[t * L_.lda + c]);
+        }
+      });
 }
 
 template <typename T>

@@ -74,9 +74,24 @@ struct ChunkPos {
   int n, c, nc, L;  // sequence, chunk within it, its chunk count, valid tokens
 };
 
+// Unpacked rows all have seqlen tokens, so the position is arithmetic; only
+// packed sequences read the map. Every chunk kernel starts here, and the map's
+// two dependent loads were two memory round trips before any tile could be
+// requested.
 __device__ __forceinline__ ChunkPos chunk_pos(const ChunkMap& cm, int64_t j) {
   ChunkPos p;
   p.j = j;
+  if (cm.cu == nullptr) {
+    const int64_t per = (cm.seqlen + kChunk - 1) / kChunk;
+    p.n = static_cast<int>(j / per);
+    p.first = static_cast<int64_t>(p.n) * per;
+    p.c = static_cast<int>(j - p.first);
+    p.nc = static_cast<int>(per);
+    p.tok0 = static_cast<int64_t>(p.n) * cm.seqlen + static_cast<int64_t>(p.c) * kChunk;
+    const int64_t rem = cm.seqlen - static_cast<int64_t>(p.c) * kChunk;
+    p.L = static_cast<int>(rem < kChunk ? rem : kChunk);
+    return p;
+  }
   p.n = cm.chunk_seq[j];
   p.first = cm.seq_chunk_off[p.n];
   p.c = static_cast<int>(j - p.first);
