@@ -16,6 +16,7 @@
 #include "kernels/gsa/gsa_gemm.cuh"
 #include "kernels/gsa/gsa_intra.cuh"
 #include "kernels/gsa/gsa_launch.cuh"
+#include "kernels/gsa/gsa_pipeline.cuh"
 #include "kernels/gsa/gsa_plan.h"
 
 namespace ravensp::kernels::gsa_cuda {
@@ -33,19 +34,22 @@ __device__ __forceinline__ T* row_view(float* rows, int64_t row_start) {
   return reinterpret_cast<T*>(rows + row_start);
 }
 
-// Slot slice of pairs: at 16 its four fp32 pair matrices, five slot-slice
-// buffers and scratch take 101 KB, so two blocks share an SM (128 KB at 32).
+// Slot slice of pairs: at 16 its four fp32 pair matrices, six slot-slice
+// buffers, the slice's g and s as copied and the scratch take 109 KB, so two
+// blocks share an SM (136 KB at 32).
 constexpr int kPairsSlice = 16;
 
+template <typename T>
 struct PairsSmem {
   int lda, lde;
   __host__ __device__ PairsSmem() : lda(ld_of<float>(kChunk)), lde(ld_ew(kPairsSlice)) {}
   __host__ __device__ size_t floats() const {
-    return static_cast<size_t>(kChunk) * (4 * lda + 5 * lde) + 64;
+    return static_cast<size_t>(kChunk) * (4 * lda + 6 * lde) + 64;
   }
   __host__ __device__ size_t bytes() const {
-    // The scratch of gated_pairs / gated_rev_sums.
-    return (floats() + intra_scratch_floats(kPairsSlice)) * sizeof(float);
+    // The scratch of gated_pairs / gated_rev_sums, then the raw g and s tiles.
+    return (floats() + intra_scratch_floats(kPairsSlice)) * sizeof(float) +
+           2 * static_cast<size_t>(kChunk) * kPairsSlice * sizeof(T);
   }
 };
 
@@ -61,7 +65,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
     float* __restrict__ a2_io) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
-  const PairsSmem L_;
+  const PairsSmem<T> L_;
   constexpr int MS = kPairsSlice;
   float* A1 = reinterpret_cast<float*>(smem_raw);
   float* VdO = A1 + kChunk * L_.lda;
@@ -72,27 +76,34 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
   float* Ps = Ss + kChunk * L_.lde;
   float* Du = Ps + kChunk * L_.lde;
   float* Ds = Du + kChunk * L_.lde;
+  float* Dg = Ds + kChunk * L_.lde;
   float* scratch = reinterpret_cast<float*>(smem_raw) + L_.floats();
+  T* Graw = reinterpret_cast<T*>(scratch + intra_scratch_floats(MS));
+  T* Sraw = Graw + kChunk * MS;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
   const int h = blockIdx.y;
   const int64_t unit = cp.j * H + h;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
 
-  // q k^T and dO v^T as bwd_scores left them, in flight during the first slice's
-  // pair products (which do not need them).
+  // q k^T and dO v^T as bwd_scores left them, copied with the first slice's
+  // tiles (its pair products do not need them).
   const int64_t pair = unit * kChunk * kChunk;
   async_tile(A1, L_.lda, bm_io + pair, static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
   async_tile(VdO, L_.lda, a2_io + pair, static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
 
   for (int m0 = 0; m0 < M; m0 += MS) {
-    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
-    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
-    load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, MS);
-    load_tile(Du, L_.lde, du + tokM + m0, rowM, kChunk, cp.L, MS);
+    // The slice's five tiles in one round trip.
+    async_floats(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, MS);
+    async_floats(Du, L_.lde, du + tokM + m0, rowM, kChunk, cp.L, MS);
+    async_floats(Dg, L_.lde, dgca + tokM + m0, rowM, kChunk, cp.L, MS);
+    async_tile(Graw, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
+    async_tile(Sraw, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    async_wait();
+    chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
+    widen_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
     __syncthreads();
     gated_pairs<kTC>(Bm, Du, A2, Ps, L_.lda, Gs, Ss, L_.lde, cp.L, MS, m0 > 0, scratch);
     if (m0 == 0) {
-      async_wait();
       for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x)
         A1[(idx / kChunk) * L_.lda + idx % kChunk] *= scale;
       __syncthreads();
@@ -104,7 +115,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
       const int64_t at = tokM + t * rowM + m0 + m;
       const float d = Ds[t * L_.lde + m];
       ds[at] = from_f<T>(d);
-      dgca[at] -= Ss[t * L_.lde + m] * d;
+      dgca[at] = Dg[t * L_.lde + m] - Ss[t * L_.lde + m] * d;
       // dq's state operand for dqkv, with dq's scale: scale du e^G.
       row_view<T>(du, tokM + t * rowM)[m0 + m] =
           from_f<T>(scale * Du[t * L_.lde + m] * __expf(Gs[t * L_.lde + m]));
@@ -339,7 +350,7 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
 template <typename T>
 void pairs_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const BwdBufs& b,
                  cudaStream_t stream) {
-  const size_t smem = PairsSmem().bytes();
+  const size_t smem = PairsSmem<T>().bytes();
   set_smem(bwd_pairs_kernel<T>, smem, "gsa bwd_pairs_kernel");
   bwd_pairs_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.M, static_cast<float>(P.scale), static_cast<const T*>(P.s),

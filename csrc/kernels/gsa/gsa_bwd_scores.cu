@@ -14,7 +14,7 @@ namespace ravensp::kernels::gsa_cuda {
 namespace {
 
 // Shared memory of bwd_scores: fp32 DP, A, Us, the loop region, R; then Op and
-// the tile pair Xs, Ys. Us holds the slice's g and s as they arrive while DP is
+// the tile pair Xs, Ys. DP (parked in du when M is sliced) and Us hold the slice's g and s as they arrive while DP is
 // formed (Us is only computed after); the loop region is the DP pipeline's
 // second tile set and fp32 state staging, then the slice's decay and s (fp32).
 // Two blocks per SM at any M (113 KB at bf16): the fp32 score buffers are one
@@ -28,7 +28,9 @@ struct ScoresSmem {
   __host__ __device__ explicit ScoresSmem(int M)
       : MS(slice_of(M)), ldd(ld_of<float>(slice_of(M))), lda(ld_of<float>(kChunk)),
         lds(ld_of<float>(slice_of(M))), lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)) {
-    off_a = up(static_cast<size_t>(kChunk) * ldd * sizeof(float));
+    // DP also holds the g and s tiles of a slice in the sliced local-gradient phase.
+    off_a = up(max_of(static_cast<size_t>(kChunk) * ldd * sizeof(float),
+                      2 * static_cast<size_t>(kChunk) * MS * sizeof(T)));
     off_us = up(off_a + static_cast<size_t>(kChunk) * lda * sizeof(float));
     off_loop = up(off_us + max_of(static_cast<size_t>(kChunk) * lds * sizeof(float),
                                   2 * static_cast<size_t>(kChunk) * MS * sizeof(T)));
@@ -147,19 +149,34 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   // tile's copy in flight during the current product.
   auto buf = [&](int i) { return (i & 1) ? Ys : Xs; };
   for (int m0 = 0; m0 < M; m0 += MS) {
-    for (int kt = 0; m0 > 0 && kt < nk; ++kt) {
-      async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-      load_tile(Zs, L_.ldx, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0,
-                static_cast<int64_t>(M), kTile, kTile, MS);
-      async_wait();
-      block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
+    if (sliced) {
+      // This slice's q Hk (slice 0's came with A1), pipelined over K, and its
+      // decay and s (Gs, Ss hold the DP phase's last slice). DP, parked in du,
+      // holds the g and s tiles as they arrive.
+      T* Graw2 = reinterpret_cast<T*>(DP);
+      T* Sraw2 = Graw2 + kChunk * MS;
+      async_tile(Graw2, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
+      async_tile(Sraw2, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
+      if (m0 > 0) {
+        state_pipeline(
+            nk, St, MS, Zs, L_.ldx, kTile, MS,
+            [&](int kt, int b) {
+              async_tile(b ? X1 : Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+              async_tile(St, MS, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0,
+                         static_cast<int64_t>(M), kTile, kTile, MS);
+            },
+            [&](int kt, int b) {
+              block_mma<false, false>(Us, L_.lds, b ? X1 : Xs, L_.ldx, Zs, L_.ldx, kChunk, MS,
+                                      kTile, kt > 0);
+            });
+      } else {
+        async_wait();
+      }
+      chunk_decay<T>(Gs, L_.lde, Graw2, MS, cp.L, MS);
+      widen_tile(Ss, L_.lde, Sraw2, MS, kChunk, MS);
       __syncthreads();
     }
-    if (sliced) {  // with one slice, Gs and Ss still hold it from the DP phase
-      chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
-      load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
-      __syncthreads();
-    }
+    // (With one slice, Gs and Ss still hold it from the DP phase.)
     gated_scores<kTC>(Us, L_.lds, Us, L_.lds, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,
                       reinterpret_cast<float*>(Xs));
     // du, p*dp + u*du; Op = scale * exp(G) * du (operand of the local dHk).

@@ -185,6 +185,24 @@ __device__ __forceinline__ void async_tile(T* dst, int ld, const T* src, int64_t
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
+// Starts the copy of a rows x cols fp32 tile into a shared buffer of any
+// leading dimension (the odd, conflict-free ones of ld_ew included), 4 bytes
+// per cp.async, zero-filling rows >= valid. For the slot-slice tiles (p, du, dgca)
+// that a block needs together: issued at once they cost one memory round trip,
+// loaded one after another they cost one each.
+__device__ __forceinline__ void async_floats(float* dst, int ld, const float* src, int64_t stride,
+                                             int rows, int valid, int cols) {
+  for (int idx = threadIdx.x; idx < rows * cols; idx += blockDim.x) {
+    const int r = idx / cols, c = idx - r * cols;
+    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst + r * ld + c));
+    const float* s = r < valid ? src + r * stride + c : src;
+    const int n = r < valid ? 4 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(s), "r"(n)
+                 : "memory");
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
 // Writes a kChunk x kChunk fp32 matrix from shared memory (leading dim ld, a
 // multiple of 4) to contiguous global rows of T, four elements at a time. No
 // barrier.
