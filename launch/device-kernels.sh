@@ -12,7 +12,8 @@
 # per kernel in the log);
 # RAVENSP_NCU_SOURCE=<kernel regex> builds with -lineinfo and writes the stall
 # samples per CUDA source line of those kernels (source_<n>.csv, top lines in the log);
-# RAVENSP_NCU_COUNT=<n> profiles the first n launches that match (default 2).
+# RAVENSP_NCU_COUNT=<n> profiles the first n launches that match (default 2);
+# RAVENSP_NCU_M=<slots> runs both ncu cases at that M instead of 64.
 set -uo pipefail
 OUT=${OUT:-/tmp/ravensp-out}
 mkdir -p "$OUT"
