@@ -185,8 +185,17 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_ds_state_kernel(
   const int nk = K / kTile, nv = V / kTile;
 
   for (int m0 = 0; m0 < M; m0 += MS) {
-    chunk_decay<T>(Gs, L_.lde, g + tokM + m0, rowM, cp.L, MS);
-    load_tile(Ss, L_.lde, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    // The slice's g and s (into Xs, free until the products) and dgca in one
+    // round trip.
+    T* Graw = Xs;
+    T* Sraw = Xs + kChunk * MS;
+    async_tile(Graw, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
+    async_tile(Sraw, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    async_floats(Dg, L_.lde, dgca + tokM + m0, rowM, kChunk, cp.L, MS);
+    async_wait();
+    chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
+    widen_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
+    __syncthreads();
     // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T: the k / v tile by cp.async
     // while the state-gradient tile is loaded and converted.
     for (int z = 0; z < nk + nv; ++z) {
@@ -204,6 +213,10 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_ds_state_kernel(
       else block_mma<false, true>(Xc, L_.ldc, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, true);
       __syncthreads();
     }
+    // The slice's intra ds (from bwd_pairs) is copied while the decay term's sums
+    // read the states.
+    T* Dsraw = Xs;
+    async_tile(Dsraw, MS, ds + tokM + m0, rowM, kChunk, cp.L, MS);
     // Last-token decay term: sum_k Hk_end dHk_end + sum_v Hv_end dHv_end per slot.
     // Both sums read along the states' contiguous dimension, several loads in
     // flight per thread (Nsight Compute: 39 cycles per issued instruction when
@@ -228,14 +241,14 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_ds_state_kernel(
         if (lane == 0) red[kThreads + mm] = a;
       }
     }
-    __syncthreads();
+    async_wait();
     for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
       const int64_t at = tokM + t * rowM + m0 + m;
       const float GL = Gs[(kChunk - 1) * L_.lde + m];
       const float dst = __expf(GL - Gs[t * L_.lde + m]) * Xc[t * L_.ldc + m];
-      ds[at] = from_f<T>(to_f<T>(ds[at]) + dst);
-      float dgc = dgca[at] - Ss[t * L_.lde + m] * dst;
+      ds[at] = from_f<T>(to_f<T>(Dsraw[t * MS + m]) + dst);
+      float dgc = Dg[t * L_.lde + m] - Ss[t * L_.lde + m] * dst;
       if (t == cp.L - 1) {
         for (int pr = 0; pr < kThreads / MS; ++pr) dgc += red[pr * MS + m];
         dgc += red[kThreads + m];
