@@ -180,18 +180,24 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     gated_scores<kTC>(Us, L_.lds, Us, L_.lds, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,
                       reinterpret_cast<float*>(Xs));
     // du, p*dp + u*du; Op = scale * exp(G) * du (operand of the local dHk).
+    // Pe = p e^G (operand of the local dHv) goes where nothing is read any more:
+    // A once q k^T is stored (one slice), DP once its g and s are used (sliced).
     async_tile(buf(0), L_.ldx, q + tokK, rowK, kChunk, cp.L, kTile);
+    T* Pe = reinterpret_cast<T*>(sliced ? DP : A);
     for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
-      float d = 0.f;
+      float d = 0.f, pt = 0.f;
       if (t < cp.L) {
         const int64_t at = tokM + t * rowM + m0 + m;
-        const float pt = p[at], dp = sliced ? du[at] : DP[t * L_.ldd + m];
+        pt = p[at];
+        const float dp = sliced ? du[at] : DP[t * L_.ldd + m];
         d = pt * (dp - R[t]);
         du[at] = d;
         dgca[at] = fmaf(pt, dp, Us[t * L_.lds + m] * d);
       }
-      Op[t * L_.ldx + m] = from_f<T>(scale * __expf(Gs[t * L_.lde + m]) * d);
+      const float eg = __expf(Gs[t * L_.lde + m]);
+      Op[t * L_.ldx + m] = from_f<T>(scale * eg * d);
+      Pe[t * L_.ldx + m] = from_f<T>(pt * eg);
     }
     for (int kt = 0; kt < nk; ++kt) {
       async_wait();
@@ -203,17 +209,12 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     }
     __syncthreads();
     async_tile(buf(0), L_.ldx, dout + tokV, rowV, kChunk, cp.L, kTile);
-    for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
-      const int t = idx / MS, m = idx - t * MS;
-      const float pt = t < cp.L ? p[tokM + t * rowM + m0 + m] : 0.f;
-      Op[t * L_.ldx + m] = from_f<T>(pt * __expf(Gs[t * L_.lde + m]));
-    }
     for (int vt = 0; vt < nv; ++vt) {
       async_wait();
       if (vt + 1 < nv)
         async_tile(buf(vt + 1), L_.ldx, dout + tokV + (vt + 1) * kTile, rowV, kChunk,
                    cp.L, kTile);
-      block_mma<true, false>(dhv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile, V, Op,
+      block_mma<true, false>(dhv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile, V, Pe,
                              L_.ldx, buf(vt), L_.ldx, MS, kTile, kChunk, false);
     }
     __syncthreads();

@@ -39,12 +39,14 @@ __global__ void chunk_map_kernel(const int64_t* cu, int64_t N, int64_t T, int64_
   }
 }
 
-// grid (NC, H): the chunk's local states from W = s * exp(G_L - G), one 64-row
-// tile of Hk (K/64 of them) or 64-column tile of Hv (V/64) after another. The
-// decay and W are computed once per chunk; the next k or v tile is in flight
-// (cp.async into the other of two tile buffers, no registers held) while the
-// block multiplies the current one. Four blocks per SM at M = 64 (64 registers,
-// 44 KB), three at M = 256 (68 KB: the decay is built one slot slice at a time).
+// grid (NC, H, M / MS): the local states of one chunk in one slot slice, from
+// W = s * exp(G_L - G): one 64-row tile of Hk (K/64 of them) or 64-column tile
+// of Hv (V/64) after another. The slice's decay and W are computed once per
+// block; the next k or v tile is in flight (cp.async into the other of two tile
+// buffers, no registers held) while the block multiplies the current one.
+// One slice per block (44 KB, 64 registers: four blocks per SM at any M): at
+// M = 256 a block that walked the four slices held W for all of them (68 KB,
+// three per SM) and built their decays one after another.
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 4) local_states_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
@@ -52,8 +54,8 @@ __global__ void __launch_bounds__(kThreads, 4) local_states_kernel(
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
   const int h = blockIdx.y;
-  // The decay is built one slot slice at a time (G is one slice wide), W for all M.
-  const int MS = slice_of(M), ldg = ld_ew(MS), ldw = ld_of<T>(M), ldx = ld_of<T>(kTile);
+  const int MS = slice_of(M), m0 = blockIdx.z * MS, ldg = ld_ew(MS), ldw = ld_of<T>(MS),
+            ldx = ld_of<T>(kTile);
   float* G = reinterpret_cast<float*>(smem_raw);
   T* W = reinterpret_cast<T*>(G + kChunk * ldg + 32);
   T* const X0 = W + kChunk * ldw + 64;  // two tile buffers, X0 and X0 + kChunk * ldx
@@ -66,29 +68,26 @@ __global__ void __launch_bounds__(kThreads, 4) local_states_kernel(
   const int64_t rowX[2] = {static_cast<int64_t>(H) * K, static_cast<int64_t>(H) * V};
   async_tile(X(0), ldx, tile_src(0), rowX[0], kChunk, cp.L, kTile);
   const int64_t unit = cp.j * H + h;
-  for (int m0 = 0; m0 < M; m0 += MS) {
-    chunk_decay<T>(G, ldg, g + tokM + m0, rowM, cp.L, MS);
-    for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
-      const int t = idx / MS, m = idx - t * MS;
-      const float sv = t < cp.L ? to_f<T>(s[tokM + t * rowM + m0 + m]) : 0.f;
-      W[t * ldw + m0 + m] = from_f<T>(sv * __expf(G[(kChunk - 1) * ldg + m] - G[t * ldg + m]));
-    }
-    for (int m = threadIdx.x; m < MS; m += blockDim.x)
-      gl[unit * M + m0 + m] = G[(kChunk - 1) * ldg + m];
-    __syncthreads();  // G is rebuilt for the next slice
+  chunk_decay<T>(G, ldg, g + tokM + m0, rowM, cp.L, MS);
+  for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
+    const int t = idx / MS, m = idx - t * MS;
+    const float sv = t < cp.L ? to_f<T>(s[tokM + t * rowM + m0 + m]) : 0.f;
+    W[t * ldw + m] = from_f<T>(sv * __expf(G[(kChunk - 1) * ldg + m] - G[t * ldg + m]));
   }
+  for (int m = threadIdx.x; m < MS; m += blockDim.x)
+    gl[unit * M + m0 + m] = G[(kChunk - 1) * ldg + m];
   for (int z = 0; z < nz; ++z) {
-    // Tile z has landed, and every warp is done with tile z - 1's buffer.
+    // Tile z has landed, W is complete, and every warp is done with tile z - 1's buffer.
     async_wait();
     if (z + 1 < nz)
       async_tile(X(z + 1), ldx, tile_src(z + 1), rowX[z + 1 >= nk], kChunk, cp.L, kTile);
     const T* Xz = X(z);
     if (z < nk) {
-      block_mma<true, false>(hk + unit * K * M + static_cast<int64_t>(z) * kTile * M, M, Xz, ldx,
-                             W, ldw, kTile, M, kChunk, false);
+      block_mma<true, false>(hk + unit * K * M + static_cast<int64_t>(z) * kTile * M + m0, M, Xz,
+                             ldx, W, ldw, kTile, MS, kChunk, false);
     } else {
-      block_mma<true, false>(hv + unit * M * V + (z - nk) * kTile, V, W, ldw, Xz, ldx, M, kTile,
-                             kChunk, false);
+      block_mma<true, false>(hv + unit * M * V + static_cast<int64_t>(m0) * V + (z - nk) * kTile,
+                             V, W, ldw, Xz, ldx, MS, kTile, kChunk, false);
     }
   }
 }
@@ -170,10 +169,11 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(
 template <typename T>
 void local_states_typed(const Plan& p, const void* k, const void* v, const void* s, const void* g,
                         cudaStream_t stream) {
-  const size_t smem = (kChunk * ld_ew(slice_of(static_cast<int>(p.M))) + 32) * sizeof(float) +
-                      (kChunk * ld_of<T>(p.M) + 64 + 2 * kChunk * ld_of<T>(kTile)) * sizeof(T);
+  const int MS = slice_of(static_cast<int>(p.M));
+  const size_t smem = (kChunk * ld_ew(MS) + 32) * sizeof(float) +
+                      (kChunk * ld_of<T>(MS) + 64 + 2 * kChunk * ld_of<T>(kTile)) * sizeof(T);
   set_smem(local_states_kernel<T>, smem, "gsa local_states");
-  local_states_kernel<T><<<dim3(p.NC, p.H), kThreads, smem, stream>>>(
+  local_states_kernel<T><<<dim3(p.NC, p.H, p.M / MS), kThreads, smem, stream>>>(
       chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v),
       static_cast<const T*>(s), static_cast<const T*>(g), p.hk, p.hv, p.gl);
   RAVENSP_LAUNCH_CHECK("gsa local_states_kernel");
