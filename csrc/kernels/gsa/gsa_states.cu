@@ -44,10 +44,11 @@ __global__ void chunk_map_kernel(const int64_t* cu, int64_t N, int64_t T, int64_
 // of Hv (V/64) after another. The slice's decay and W are computed once per
 // block; the next k or v tile is in flight (cp.async into the other of two tile
 // buffers, no registers held) while the block multiplies the current one.
-// One slice per block (61 KB with the output tile: three blocks per SM at any
-// M).
+// One slice per block (44 KB, 64 registers: four blocks per SM at any M): at
+// M = 256 a block that walked the four slices held W for all of them (68 KB,
+// three per SM) and built their decays one after another.
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 3) local_states_kernel(
+__global__ void __launch_bounds__(kThreads, 4) local_states_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
     const T* __restrict__ s, const T* __restrict__ g, float* hk, float* hv, float* gl) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -55,9 +56,7 @@ __global__ void __launch_bounds__(kThreads, 3) local_states_kernel(
   const int h = blockIdx.y;
   const int MS = slice_of(M), m0 = blockIdx.z * MS, ldg = ld_ew(MS), ldw = ld_of<T>(MS),
             ldx = ld_of<T>(kTile);
-  const int ldc = ld_of<float>(kTile);
-  float* C = reinterpret_cast<float*>(smem_raw);  // one output tile, written out by rows
-  float* G = C + kChunk * ldc;
+  float* G = reinterpret_cast<float*>(smem_raw);
   T* W = reinterpret_cast<T*>(G + kChunk * ldg + 32);
   T* const X0 = W + kChunk * ldw + 64;  // two tile buffers, X0 and X0 + kChunk * ldx
   auto X = [&](int z) { return X0 + (z & 1) * kChunk * ldx; };
@@ -82,28 +81,13 @@ __global__ void __launch_bounds__(kThreads, 3) local_states_kernel(
     async_wait();
     if (z + 1 < nz)
       async_tile(X(z + 1), ldx, tile_src(z + 1), rowX[z + 1 >= nk], kChunk, cp.L, kTile);
-    // The tile goes through shared memory and out 16 bytes per thread along
-    // whole rows: stored from the WMMA fragments straight to global memory (8
-    // bytes per lane, 16 rows per warp) these writes ran at under half of DRAM
-    // bandwidth, and they are most of this kernel's traffic.
     const T* Xz = X(z);
-    float* dst;
-    int64_t ld;
-    int rows, cols;
     if (z < nk) {
-      block_mma<true, false>(C, ldc, Xz, ldx, W, ldw, kTile, MS, kChunk, false);
-      dst = hk + unit * K * M + static_cast<int64_t>(z) * kTile * M + m0;
-      ld = M, rows = kTile, cols = MS;
+      block_mma<true, false>(hk + unit * K * M + static_cast<int64_t>(z) * kTile * M + m0, M, Xz,
+                             ldx, W, ldw, kTile, MS, kChunk, false);
     } else {
-      block_mma<true, false>(C, ldc, W, ldw, Xz, ldx, MS, kTile, kChunk, false);
-      dst = hv + unit * M * V + static_cast<int64_t>(m0) * V + (z - nk) * kTile;
-      ld = V, rows = MS, cols = kTile;
-    }
-    __syncthreads();
-    const int quads = cols / 4;
-    for (int idx = threadIdx.x; idx < rows * quads; idx += blockDim.x) {
-      const int r = idx / quads, c = (idx - r * quads) * 4;
-      *reinterpret_cast<float4*>(dst + r * ld + c) = *reinterpret_cast<const float4*>(C + r * ldc + c);
+      block_mma<true, false>(hv + unit * M * V + static_cast<int64_t>(m0) * V + (z - nk) * kTile,
+                             V, W, ldw, Xz, ldx, MS, kTile, kChunk, false);
     }
   }
 }
@@ -186,7 +170,7 @@ template <typename T>
 void local_states_typed(const Plan& p, const void* k, const void* v, const void* s, const void* g,
                         cudaStream_t stream) {
   const int MS = slice_of(static_cast<int>(p.M));
-  const size_t smem = (kChunk * (ld_of<float>(kTile) + ld_ew(MS)) + 32) * sizeof(float) +
+  const size_t smem = (kChunk * ld_ew(MS) + 32) * sizeof(float) +
                       (kChunk * ld_of<T>(MS) + 64 + 2 * kChunk * ld_of<T>(kTile)) * sizeof(T);
   set_smem(local_states_kernel<T>, smem, "gsa local_states");
   local_states_kernel<T><<<dim3(p.NC, p.H, p.M / MS), kThreads, smem, stream>>>(
