@@ -110,6 +110,30 @@ def test_large_shapes_backward(K, V, M, dtype):
     _check(res, dtype)
 
 
+# The chunk-start states come from one of two routes (gsa_state_walk.cu): a walk
+# over the chunks per state tile (large shapes) or local states then a scan.
+# Both are forced here on shapes that exercise what differs between them: the
+# initial and final states, packed sequences (each walks its own chunks),
+# partial last chunks, the slot slices (M = 32, 256) and fp32.
+@pytest.mark.parametrize("route", ["walk", "scan"])
+@pytest.mark.parametrize("dtype,T,K,V,M,packed", [
+    (torch.bfloat16, 257, 64, 128, 32, False),
+    (torch.float32, 130, 128, 64, 256, False),
+    (torch.bfloat16, 0, 64, 128, 64, True),
+    (torch.float16, 200, 256, 64, 128, False),
+])
+def test_state_routes(route, dtype, T, K, V, M, packed, monkeypatch):
+    monkeypatch.setenv("RAVENSP_GSA_STATES", route)
+    if packed:
+        lens = [1, 63, 2, 70, 130]
+        cu = torch.tensor([0] + list(torch.tensor(lens).cumsum(0)), dtype=torch.long)
+        res = _run_pair(ravensp.chunk_gsa, dtype, 1, int(cu[-1]), 2, K, V, M, True, cu=cu,
+                        n_seqs=len(lens), seed=21)
+    else:
+        res = _run_pair(ravensp.chunk_gsa, dtype, 2, T, 2, K, V, M, True, seed=T + M)
+    _check(res, dtype)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("T", [1, 5, 33])
 def test_fused_recurrent(dtype, T):

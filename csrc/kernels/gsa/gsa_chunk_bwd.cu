@@ -10,7 +10,6 @@
 namespace ravensp::kernels {
 namespace {
 
-size_t dtype_size(DType dt) { return dt == DType::kFloat32 ? 4 : 2; }
 
 gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::BwdBufs& b,
                          float** p_ws) {
@@ -56,9 +55,8 @@ const float* bwd_front(const gsa_cuda::Plan& pl, const GsaBwdParams& P,
                        const gsa_cuda::BwdBufs& b, float* p_ws, const float* end_k,
                        const float* end_v, float* gcum, cudaStream_t stream) {
   gsa_cuda::launch_chunk_map(pl, stream);
-  gsa_cuda::launch_local_states(pl, P.k, P.v, P.s, P.g, stream);
-  gsa_cuda::launch_combine(pl, false, pl.hk, pl.hv, static_cast<const float*>(P.hk0),
-                           static_cast<const float*>(P.hv0), b.fin_k, b.fin_v, stream);
+  gsa_cuda::launch_chunk_states(pl, P.k, P.v, P.s, P.g, static_cast<const float*>(P.hk0),
+                                static_cast<const float*>(P.hv0), b.fin_k, b.fin_v, stream);
   const float* p = static_cast<const float*>(P.p);
   if (p == nullptr) {
     GsaFwdParams F;

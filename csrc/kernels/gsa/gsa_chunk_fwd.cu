@@ -291,11 +291,17 @@ void check_fwd(const char* fn, const GsaFwdParams& P) {
   RAVENSP_CHECK(P.o != nullptr, fn, ": output o is null");
 }
 
-// Chunk map, local states and the scan from (init_k, init_v; nullptr = zero):
+// Chunk map and the chunk-start states from (init_k, init_v; nullptr = zero):
 // chunk-start states in the plan's buffers, end states into hkT/hvT when set.
 void fwd_states(const gsa_cuda::Plan& pl, const GsaFwdParams& P, const float* init_k,
                 const float* init_v, float* gcum, cudaStream_t stream) {
   gsa_cuda::launch_chunk_map(pl, stream);
+  if (gcum == nullptr) {
+    gsa_cuda::launch_chunk_states(pl, P.k, P.v, P.s, P.g, init_k, init_v,
+                                  static_cast<float*>(P.hkT), static_cast<float*>(P.hvT), stream);
+    return;
+  }
+  // The split forward needs the scan's running decay (gcum) as well.
   gsa_cuda::launch_local_states(pl, P.k, P.v, P.s, P.g, stream);
   gsa_cuda::launch_combine(pl, false, pl.hk, pl.hv, init_k, init_v, static_cast<float*>(P.hkT),
                            static_cast<float*>(P.hvT), stream, gcum);

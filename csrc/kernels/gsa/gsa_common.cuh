@@ -169,6 +169,8 @@ __device__ __forceinline__ void async_tile(T* dst, int ld, const T* src, int64_t
                    (reinterpret_cast<uintptr_t>(dst) & 15) == 0;
   if (!vec) {
     load_tile(dst, ld, src, stride, rows, valid, cols);
+    // An empty group, so that every call commits exactly one (async_wait_older).
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
     return;
   }
   const int vpr = cols / kVec;
@@ -228,6 +230,15 @@ __device__ __forceinline__ void store_square(T* dst, const float* src, int ld) {
 // Waits for this thread's async_tile copies, then for the block.
 __device__ __forceinline__ void async_wait() {
   asm volatile("cp.async.wait_all;\n" ::: "memory");
+  __syncthreads();
+}
+
+// Waits for all but the kPending most recent async_tile / async_floats calls
+// (each commits one group), then for the block: the copies of a prefetch
+// stay in flight.
+template <int kPending>
+__device__ __forceinline__ void async_wait_older() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
   __syncthreads();
 }
 

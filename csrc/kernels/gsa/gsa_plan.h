@@ -78,6 +78,14 @@ void launch_combine(const Plan& plan, bool reverse, float* bk, float* bv, const 
                     const float* init_v, float* out_k, float* out_v, cudaStream_t stream,
                     float* gcum = nullptr);
 
+// gsa_state_walk.cu: the chunk-start states into plan.hk / plan.hv from
+// (init_k, init_v; nullptr = zero), the chunk decays into plan.gl, the final
+// states into out_k / out_v when not null: by one walk over the chunks per state
+// tile when that fills the GPU, else local_states then combine.
+void launch_chunk_states(const Plan& plan, const void* k, const void* v, const void* s,
+                         const void* g, const float* init_k, const float* init_v, float* out_k,
+                         float* out_v, cudaStream_t stream);
+
 // gsa_chunk_fwd.cu
 // raw: write the scaled pre-softmax scores to p_out instead of the softmax.
 void launch_pass1(const Plan& plan, const GsaFwdParams& P, float* p_out, cudaStream_t stream,

@@ -1,0 +1,208 @@
+// Chunk-start states by one walk over each sequence's chunks, for shapes with
+// enough state tiles to fill the GPU.
+//
+// The two-pass route (local_states, then combine) writes every chunk's local
+// state in fp32, reads it back, and writes the chunk-start state over it: three
+// passes over a buffer of (K + V) * M floats per chunk and head. At M = 256 that
+// is 4 GB per call at T = 32K, bandwidth-bound (combine at 85% of DRAM). Here a
+// block owns one 64 x 64 tile of Hk or Hv of one sequence and head, keeps it in
+// shared memory (fp32), and walks the chunks in order: it writes the tile as the
+// chunk's start state, decays it by the chunk's total decay and adds the chunk's
+// product k^T W (or W^T v), W = s e^{G_L - G}. One write per chunk and no local
+// states. The next chunk's tiles are copied (cp.async) during the current one.
+// It needs N * H * tiles blocks to fill the GPU (B1 H4 K=V=256: M = 256 gives
+// 128, M = 64 only 32), so launch_chunk_states picks it by that count.
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/gsa/gsa_common.cuh"
+#include "kernels/gsa/gsa_gemm.cuh"
+#include "kernels/gsa/gsa_launch.cuh"
+#include "kernels/gsa/gsa_plan.h"
+
+namespace ravensp::kernels::gsa_cuda {
+namespace {
+
+template <typename T>
+struct WalkSmem {
+  int MS, ldh, lde, ldw, ldx;
+  __host__ __device__ explicit WalkSmem(int M)
+      : MS(slice_of(M)), ldh(ld_of<float>(kTile)), lde(ld_ew(slice_of(M))),
+        ldw(ld_of<T>(slice_of(M))), ldx(ld_of<T>(kTile)) {}
+  // Hs, G, the scan's partial sums; W, two X tiles, two raw g and s tiles.
+  __host__ __device__ size_t floats() const {
+    return static_cast<size_t>(kChunk) * (ldh + lde) + kThreads;
+  }
+  __host__ __device__ size_t bytes() const {
+    return floats() * sizeof(float) +
+           static_cast<size_t>(kChunk) * (ldw + 2 * ldx + 4 * MS) * sizeof(T);
+  }
+};
+
+// grid (N * tiles, H). Tile t < nkt * nm is Hk rows [64 kt, +64) x slots
+// [MS mt, +MS); the rest are Hv slots [MS mt, +MS) x columns [64 vt, +64).
+template <typename T>
+__global__ void __launch_bounds__(kThreads) state_walk_kernel(
+    ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
+    const T* __restrict__ s, const T* __restrict__ g, const float* __restrict__ init_k,
+    const float* __restrict__ init_v, float* __restrict__ hk, float* __restrict__ hv,
+    float* __restrict__ gl, float* __restrict__ out_k, float* __restrict__ out_v) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const WalkSmem<T> L_(M);
+  const int MS = L_.MS, nm = M / MS, nkt = K / kTile, nvt = V / kTile;
+  const int tiles = nkt * nm + nm * nvt;
+  const int n = blockIdx.x / tiles, tile = blockIdx.x - n * tiles, h = blockIdx.y;
+  const bool is_k = tile < nkt * nm;
+  const int r = is_k ? tile : tile - nkt * nm;
+  const int mt = is_k ? r % nm : r / nvt, ct = is_k ? r / nm : r % nvt;  // ct: k or v tile
+  const int m0 = mt * MS;
+  // The tile: rows x cols at base + row * ld of a [.., H, K, M] or [.., H, M, V] state.
+  const int rows = is_k ? kTile : MS, cols = is_k ? MS : kTile;
+  const int64_t size = is_k ? static_cast<int64_t>(K) * M : static_cast<int64_t>(M) * V;
+  const int64_t ld = is_k ? M : V;
+  const int64_t off = is_k ? static_cast<int64_t>(ct) * kTile * M + m0
+                           : static_cast<int64_t>(m0) * V + ct * kTile;
+  float* Hs = reinterpret_cast<float*>(smem_raw);
+  float* Gs = Hs + kChunk * L_.ldh;
+  float* part = Gs + kChunk * L_.lde;
+  T* W = reinterpret_cast<T*>(part + kThreads);
+  T* X = W + kChunk * L_.ldw;             // [2][kChunk][ldx]
+  T* Raw = X + 2 * kChunk * L_.ldx;       // [2][g, s][kChunk][MS]
+  const int64_t first = cm.cu == nullptr ? n * ((cm.seqlen + kChunk - 1) / kChunk)
+                                         : cm.seq_chunk_off[n];
+  const int nc = static_cast<int>(cm.cu == nullptr ? (cm.seqlen + kChunk - 1) / kChunk
+                                                   : cm.seq_chunk_off[n + 1] - first);
+  const int xdim = is_k ? K : V;
+  const T* xsrc = is_k ? k : v;
+  const int64_t rowX = static_cast<int64_t>(H) * xdim, rowM = static_cast<int64_t>(H) * M;
+  auto issue = [&](int c, int b) {
+    const ChunkPos cp = chunk_pos(cm, first + c);
+    const int64_t tokM = (cp.tok0 * H + h) * M;
+    async_tile(X + b * kChunk * L_.ldx, L_.ldx, xsrc + (cp.tok0 * H + h) * xdim + ct * kTile,
+               rowX, kChunk, cp.L, kTile);
+    T* raw = Raw + b * 2 * kChunk * MS;
+    async_tile(raw, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
+    async_tile(raw + kChunk * MS, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
+  };
+  const float* init = is_k ? init_k : init_v;
+  const int64_t nh = static_cast<int64_t>(n) * H + h;
+  for (int idx = threadIdx.x; idx < rows * cols; idx += blockDim.x) {
+    const int i = idx / cols, j = idx - i * cols;
+    Hs[i * L_.ldh + j] = init != nullptr ? init[nh * size + off + i * ld + j] : 0.f;
+  }
+  if (nc > 0) issue(0, 0);
+  float* state = is_k ? hk : hv;
+  // The decay's scan: thread (m, pr) sums rows [pr * rp, +rp) of column m.
+  const int parts = kThreads / MS, rp = kChunk / parts;
+  const int sm = threadIdx.x % MS, pr = threadIdx.x / MS;
+  for (int c = 0; c < nc; ++c) {
+    const int b = c & 1;
+    if (c + 1 < nc) {
+      issue(c + 1, b ^ 1);  // buffers b ^ 1 were last read by chunk c - 1
+      async_wait_older<3>();
+    } else {
+      async_wait();
+    }
+    const ChunkPos cp = chunk_pos(cm, first + c);
+    const T* graw = Raw + b * 2 * kChunk * MS;
+    const T* sraw = graw + kChunk * MS;
+    float run = 0.f;
+    for (int i = 0; i < rp; ++i) {
+      const int t = pr * rp + i;
+      run += t < cp.L ? to_f<T>(graw[t * MS + sm]) : 0.f;
+      Gs[t * L_.lde + sm] = run;
+    }
+    part[pr * MS + sm] = run;
+    __syncthreads();
+    float before = 0.f;
+    for (int q = 0; q < pr; ++q) before += part[q * MS + sm];
+    for (int i = 0; i < rp; ++i) Gs[(pr * rp + i) * L_.lde + sm] += before;
+    __syncthreads();
+    // W, the chunk-start state out, and the state decayed by the chunk's total.
+    for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
+      const int t = idx / MS, m = idx - t * MS;
+      const float sv = t < cp.L ? to_f<T>(sraw[t * MS + m]) : 0.f;
+      W[t * L_.ldw + m] = from_f<T>(sv * __expf(Gs[(kChunk - 1) * L_.lde + m] - Gs[t * L_.lde + m]));
+    }
+    const int64_t unit = cp.j * H + h;
+    if (is_k && ct == 0)
+      for (int m = threadIdx.x; m < MS; m += blockDim.x)
+        gl[unit * M + m0 + m] = Gs[(kChunk - 1) * L_.lde + m];
+    const int quads = cols / 4;
+    for (int idx = threadIdx.x; idx < rows * quads; idx += blockDim.x) {
+      const int i = idx / quads, j = (idx - i * quads) * 4;
+      float4 x = *reinterpret_cast<const float4*>(Hs + i * L_.ldh + j);
+      *reinterpret_cast<float4*>(state + unit * size + off + i * ld + j) = x;
+      const float* GL = Gs + (kChunk - 1) * L_.lde;
+      if (is_k) {  // decay by column (slot)
+        x.x *= __expf(GL[j]), x.y *= __expf(GL[j + 1]), x.z *= __expf(GL[j + 2]),
+            x.w *= __expf(GL[j + 3]);
+      } else {  // by row (slot)
+        const float d = __expf(GL[i]);
+        x.x *= d, x.y *= d, x.z *= d, x.w *= d;
+      }
+      *reinterpret_cast<float4*>(Hs + i * L_.ldh + j) = x;
+    }
+    __syncthreads();
+    const T* Xc = X + b * kChunk * L_.ldx;
+    if (is_k) block_mma<true, false>(Hs, L_.ldh, Xc, L_.ldx, W, L_.ldw, kTile, MS, kChunk, true);
+    else block_mma<true, false>(Hs, L_.ldh, W, L_.ldw, Xc, L_.ldx, MS, kTile, kChunk, true);
+    __syncthreads();
+  }
+  float* out = is_k ? out_k : out_v;
+  if (out != nullptr)
+    for (int idx = threadIdx.x; idx < rows * cols; idx += blockDim.x) {
+      const int i = idx / cols, j = idx - i * cols;
+      out[nh * size + off + i * ld + j] = Hs[i * L_.ldh + j];
+    }
+}
+
+template <typename T>
+void walk_typed(const Plan& p, const void* k, const void* v, const void* s, const void* g,
+                const float* init_k, const float* init_v, float* out_k, float* out_v,
+                cudaStream_t stream) {
+  const int MS = slice_of(static_cast<int>(p.M)), nm = static_cast<int>(p.M) / MS;
+  const int64_t tiles = (p.K / kTile) * nm + nm * (p.V / kTile);
+  const size_t smem = WalkSmem<T>(static_cast<int>(p.M)).bytes();
+  set_smem(state_walk_kernel<T>, smem, "gsa state_walk_kernel");
+  state_walk_kernel<T><<<dim3(p.N * tiles, p.H), kThreads, smem, stream>>>(
+      chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v),
+      static_cast<const T*>(s), static_cast<const T*>(g), init_k, init_v, p.hk, p.hv, p.gl, out_k,
+      out_v);
+  RAVENSP_LAUNCH_CHECK("gsa state_walk_kernel");
+}
+
+// About one wave of two blocks per SM on an H100 (132 SMs).
+constexpr int64_t kWalkMinBlocks = 128;
+
+// RAVENSP_GSA_STATES=walk or =scan forces a route (the tests run both);
+// otherwise the walk runs when its blocks fill the GPU about once.
+bool use_walk(const Plan& p) {
+  const char* env = std::getenv("RAVENSP_GSA_STATES");
+  if (env != nullptr && std::strcmp(env, "walk") == 0) return true;
+  if (env != nullptr && std::strcmp(env, "scan") == 0) return false;
+  const int MS = slice_of(static_cast<int>(p.M)), nm = static_cast<int>(p.M) / MS;
+  const int64_t tiles = (p.K / kTile) * nm + nm * (p.V / kTile);
+  return p.N * p.H * tiles >= kWalkMinBlocks;
+}
+
+}  // namespace
+
+void launch_chunk_states(const Plan& p, const void* k, const void* v, const void* s,
+                         const void* g, const float* init_k, const float* init_v, float* out_k,
+                         float* out_v, cudaStream_t stream) {
+  if (use_walk(p)) {
+    switch (p.dtype) {
+      case DType::kBFloat16:
+        return walk_typed<__nv_bfloat16>(p, k, v, s, g, init_k, init_v, out_k, out_v, stream);
+      case DType::kFloat16:
+        return walk_typed<__half>(p, k, v, s, g, init_k, init_v, out_k, out_v, stream);
+      default:
+        return walk_typed<float>(p, k, v, s, g, init_k, init_v, out_k, out_v, stream);
+    }
+  }
+  launch_local_states(p, k, v, s, g, stream);
+  launch_combine(p, false, p.hk, p.hv, init_k, init_v, out_k, out_v, stream);
+}
+
+}  // namespace ravensp::kernels::gsa_cuda
