@@ -46,7 +46,9 @@ python3 -m pytest -q -p no:cacheprovider tests/python/test_gsa_cuda.py \
 echo "tests rc=${PIPESTATUS[0]} in $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
-PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 7 python3 -c "
+# Both routes to the chunk-start states (the walk is picked for large shapes only).
+for route in scan walk; do
+RAVENSP_GSA_STATES=$route PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 7 python3 -c "
 import torch, ravensp
 from conftest import make_gsa_inputs
 cu = torch.tensor([0, 5, 70, 100], device='cuda')
@@ -57,8 +59,9 @@ for dt in (torch.bfloat16, torch.float32):
     (o.float().sum() + st[0].sum() + st[1].sum()).backward()
     o, st = ravensp.fused_recurrent_gsa(q, k, v, s, g, 1.0, (hk0, hv0), True, cu_seqlens=cu)
 torch.cuda.synchronize(); print('memcheck case done')
-" > "$OUT/memcheck.log" 2>&1
-echo "memcheck rc=$? in $(( $(date +%s) - start )) s: $(grep -E 'ERROR SUMMARY|memcheck case' "$OUT/memcheck.log" | tr '\n' ' ')"
+" > "$OUT/memcheck_$route.log" 2>&1
+echo "memcheck ($route) rc=$? in $(( $(date +%s) - start )) s: $(grep -E 'ERROR SUMMARY|memcheck case' "$OUT/memcheck_$route.log" | tr '\n' ' ')"
+done
 # The SP op's split passes (zigzag cut at 50, documents crossing it) in their own
 # run: NCCL's init probes its kernels for other architectures and clears the
 # resulting API errors, which memcheck would count; only memory errors count here.
