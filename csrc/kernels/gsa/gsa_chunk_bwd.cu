@@ -56,7 +56,8 @@ const float* bwd_front(const gsa_cuda::Plan& pl, const GsaBwdParams& P,
                        const float* end_v, float* gcum, cudaStream_t stream) {
   gsa_cuda::launch_chunk_map(pl, stream);
   gsa_cuda::launch_chunk_states(pl, P.k, P.v, P.s, P.g, static_cast<const float*>(P.hk0),
-                                static_cast<const float*>(P.hv0), b.fin_k, b.fin_v, stream);
+                                static_cast<const float*>(P.hv0), b.fin_k, b.fin_v,
+                                b.dgca /* written by bwd_scores later */, stream);
   const float* p = static_cast<const float*>(P.p);
   if (p == nullptr) {
     GsaFwdParams F;

@@ -294,11 +294,12 @@ void check_fwd(const char* fn, const GsaFwdParams& P) {
 // Chunk map and the chunk-start states from (init_k, init_v; nullptr = zero):
 // chunk-start states in the plan's buffers, end states into hkT/hvT when set.
 void fwd_states(const gsa_cuda::Plan& pl, const GsaFwdParams& P, const float* init_k,
-                const float* init_v, float* gcum, cudaStream_t stream) {
+                const float* init_v, float* gcum, float* p, cudaStream_t stream) {
   gsa_cuda::launch_chunk_map(pl, stream);
-  if (gcum == nullptr) {
+  if (gcum == nullptr) {  // p is written by pass 1 after the states
     gsa_cuda::launch_chunk_states(pl, P.k, P.v, P.s, P.g, init_k, init_v,
-                                  static_cast<float*>(P.hkT), static_cast<float*>(P.hvT), stream);
+                                  static_cast<float*>(P.hkT), static_cast<float*>(P.hvT), p,
+                                  stream);
     return;
   }
   // The split forward needs the scan's running decay (gcum) as well.
@@ -322,7 +323,7 @@ void gsa_chunk_fwd_cuda(const GsaFwdParams& P, void* workspace, cudaStream_t str
   gsa_cuda::Plan pl = plan_fwd(P, c);
   float* p = P.p != nullptr ? static_cast<float*>(P.p) : c.take<float>(pl.tokens * pl.H * pl.M);
   fwd_states(pl, P, static_cast<const float*>(P.hk0), static_cast<const float*>(P.hv0), nullptr,
-             stream);
+             p, stream);
   gsa_cuda::launch_pass1(pl, P, p, stream);
   gsa_cuda::launch_pass2(pl, P, p, stream);
 }
@@ -345,7 +346,7 @@ void gsa_chunk_fwd_split_cuda(const GsaFwdParams& P, SplitPhase phase, void* wor
   float* p = static_cast<float*>(P.p);
   switch (phase) {
     case SplitPhase::kBegin:
-      fwd_states(pl, P, nullptr, nullptr, gcum, stream);
+      fwd_states(pl, P, nullptr, nullptr, gcum, p, stream);
       return;
     case SplitPhase::kOverlap:
       gsa_cuda::launch_pass1(pl, P, p, stream, /*raw=*/true);

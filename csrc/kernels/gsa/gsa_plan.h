@@ -81,10 +81,11 @@ void launch_combine(const Plan& plan, bool reverse, float* bk, float* bv, const 
 // gsa_state_walk.cu: the chunk-start states into plan.hk / plan.hv from
 // (init_k, init_v; nullptr = zero), the chunk decays into plan.gl, the final
 // states into out_k / out_v when not null: by one walk over the chunks per state
-// tile when that fills the GPU, else local_states then combine.
+// tile when that fills the GPU, else local_states then combine. scratch is a
+// [tokens, H, M] fp32 buffer the call may overwrite.
 void launch_chunk_states(const Plan& plan, const void* k, const void* v, const void* s,
                          const void* g, const float* init_k, const float* init_v, float* out_k,
-                         float* out_v, cudaStream_t stream);
+                         float* out_v, float* scratch, cudaStream_t stream);
 
 // gsa_chunk_fwd.cu
 // raw: write the scaled pre-softmax scores to p_out instead of the softmax.

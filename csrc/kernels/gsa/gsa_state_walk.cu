@@ -5,11 +5,14 @@
 // state in fp32, reads it back, and writes the chunk-start state over it: three
 // passes over a buffer of (K + V) * M floats per chunk and head. At M = 256 that
 // is 4 GB per call at T = 32K, bandwidth-bound (combine at 85% of DRAM). Here a
-// block owns one 64 x 64 tile of Hk or Hv of one sequence and head, keeps it in
-// shared memory (fp32), and walks the chunks in order: it writes the tile as the
-// chunk's start state, decays it by the chunk's total decay and adds the chunk's
-// product k^T W (or W^T v), W = s e^{G_L - G}. One write per chunk and no local
-// states. The next chunk's tiles are copied (cp.async) during the current one.
+// prep kernel, parallel over chunks, forms W = s e^{G_L - G} and the chunk
+// decays G_L; then a block owns one 64 x 64 tile of Hk or Hv of one sequence and
+// head, keeps it in shared memory (fp32), and walks the chunks in order: it
+// writes the tile as the chunk's start state, decays it by G_L and adds k^T W (or
+// W^T v). One state write per chunk and no local states; the next chunk's tiles
+// are copied (cp.async) during the current one. W lives in a [tokens, H, M] fp32
+// buffer that the caller has free at that point (p in the forward, dgca in the
+// backward), as T at the start of each row, so the walk takes no memory.
 // It needs N * H * tiles blocks to fill the GPU (B1 H4 K=V=256: M = 256 gives
 // 128, M = 64 only 32), so launch_chunk_states picks it by that count.
 #include <cstdlib>
@@ -23,19 +26,39 @@
 namespace ravensp::kernels::gsa_cuda {
 namespace {
 
+// grid (NC, H, M / MS): the chunk's decay for one slot slice, then W = s e^{G_L - G}
+// (as T, into the first half of each token row of the fp32 scratch) and G_L into
+// gl. Everything the walk needs that does not depend on the state, computed in
+// parallel over chunks so the walk's serial steps do only the state update.
+template <typename T>
+__global__ void __launch_bounds__(kThreads) walk_prep_kernel(
+    ChunkMap cm, int H, int M, const T* __restrict__ s, const T* __restrict__ g,
+    float* __restrict__ wbuf, float* __restrict__ gl) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const ChunkPos cp = chunk_pos(cm, blockIdx.x);
+  const int h = blockIdx.y, MS = slice_of(M), m0 = blockIdx.z * MS, lde = ld_ew(MS);
+  float* G = reinterpret_cast<float*>(smem_raw);
+  const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
+  chunk_decay<T>(G, lde, g + tokM + m0, rowM, cp.L, MS);
+  for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
+    const int t = idx / MS, m = idx - t * MS;
+    reinterpret_cast<T*>(wbuf + tokM + t * rowM)[m0 + m] = from_f<T>(
+        to_f<T>(s[tokM + t * rowM + m0 + m]) * __expf(G[(kChunk - 1) * lde + m] - G[t * lde + m]));
+  }
+  for (int m = threadIdx.x; m < MS; m += blockDim.x)
+    gl[(cp.j * H + h) * M + m0 + m] = G[(kChunk - 1) * lde + m];
+}
+
 template <typename T>
 struct WalkSmem {
-  int MS, ldh, lde, ldw, ldx;
+  int MS, ldh, ldw, ldx;
   __host__ __device__ explicit WalkSmem(int M)
-      : MS(slice_of(M)), ldh(ld_of<float>(kTile)), lde(ld_ew(slice_of(M))),
-        ldw(ld_of<T>(slice_of(M))), ldx(ld_of<T>(kTile)) {}
-  // Hs, G, the scan's partial sums; W, two X tiles, two raw g and s tiles.
-  __host__ __device__ size_t floats() const {
-    return static_cast<size_t>(kChunk) * (ldh + lde) + kThreads;
-  }
+      : MS(slice_of(M)), ldh(ld_of<float>(kTile)), ldw(ld_of<T>(slice_of(M))),
+        ldx(ld_of<T>(kTile)) {}
+  // Hs and two chunk decays (fp32); two W and two X tiles.
   __host__ __device__ size_t bytes() const {
-    return floats() * sizeof(float) +
-           static_cast<size_t>(kChunk) * (ldw + 2 * ldx + 4 * MS) * sizeof(T);
+    return (static_cast<size_t>(kChunk) * ldh + 2 * kTile) * sizeof(float) +
+           2 * static_cast<size_t>(kChunk) * (ldw + ldx) * sizeof(T);
   }
 };
 
@@ -44,9 +67,9 @@ struct WalkSmem {
 template <typename T>
 __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
-    const T* __restrict__ s, const T* __restrict__ g, const float* __restrict__ init_k,
-    const float* __restrict__ init_v, float* __restrict__ hk, float* __restrict__ hv,
-    float* __restrict__ gl, float* __restrict__ out_k, float* __restrict__ out_v) {
+    const float* __restrict__ wbuf, const float* __restrict__ gl,
+    const float* __restrict__ init_k, const float* __restrict__ init_v, float* __restrict__ hk,
+    float* __restrict__ hv, float* __restrict__ out_k, float* __restrict__ out_v) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const WalkSmem<T> L_(M);
   const int MS = L_.MS, nm = M / MS, nkt = K / kTile, nvt = V / kTile;
@@ -56,18 +79,16 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
   const int r = is_k ? tile : tile - nkt * nm;
   const int mt = is_k ? r % nm : r / nvt, ct = is_k ? r / nm : r % nvt;  // ct: k or v tile
   const int m0 = mt * MS;
-  // The tile: rows x cols at base + row * ld of a [.., H, K, M] or [.., H, M, V] state.
+  // The tile: rows x cols at off + row * ld of a [.., H, K, M] or [.., H, M, V] state.
   const int rows = is_k ? kTile : MS, cols = is_k ? MS : kTile;
   const int64_t size = is_k ? static_cast<int64_t>(K) * M : static_cast<int64_t>(M) * V;
   const int64_t ld = is_k ? M : V;
   const int64_t off = is_k ? static_cast<int64_t>(ct) * kTile * M + m0
                            : static_cast<int64_t>(m0) * V + ct * kTile;
   float* Hs = reinterpret_cast<float*>(smem_raw);
-  float* Gs = Hs + kChunk * L_.ldh;
-  float* part = Gs + kChunk * L_.lde;
-  T* W = reinterpret_cast<T*>(part + kThreads);
-  T* X = W + kChunk * L_.ldw;             // [2][kChunk][ldx]
-  T* Raw = X + 2 * kChunk * L_.ldx;       // [2][g, s][kChunk][MS]
+  float* GL = Hs + kChunk * L_.ldh;  // [2][kTile]
+  T* W = reinterpret_cast<T*>(GL + 2 * kTile);  // [2][kChunk][ldw]
+  T* X = W + 2 * kChunk * L_.ldw;               // [2][kChunk][ldx]
   const int64_t first = cm.cu == nullptr ? n * ((cm.seqlen + kChunk - 1) / kChunk)
                                          : cm.seq_chunk_off[n];
   const int nc = static_cast<int>(cm.cu == nullptr ? (cm.seqlen + kChunk - 1) / kChunk
@@ -80,9 +101,11 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     const int64_t tokM = (cp.tok0 * H + h) * M;
     async_tile(X + b * kChunk * L_.ldx, L_.ldx, xsrc + (cp.tok0 * H + h) * xdim + ct * kTile,
                rowX, kChunk, cp.L, kTile);
-    T* raw = Raw + b * 2 * kChunk * MS;
-    async_tile(raw, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
-    async_tile(raw + kChunk * MS, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
+    // W's rows hold T values at the start of each fp32 token row: 2 * rowM T apart.
+    async_tile(W + b * kChunk * L_.ldw, L_.ldw,
+               reinterpret_cast<const T*>(wbuf + tokM) + m0, rowM * 4 / sizeof(T), kChunk, cp.L,
+               MS);
+    async_floats(GL + b * kTile, MS, gl + (cp.j * H + h) * M + m0, MS, 1, 1, MS);
   };
   const float* init = is_k ? init_k : init_v;
   const int64_t nh = static_cast<int64_t>(n) * H + h;
@@ -92,9 +115,7 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
   }
   if (nc > 0) issue(0, 0);
   float* state = is_k ? hk : hv;
-  // The decay's scan: thread (m, pr) sums rows [pr * rp, +rp) of column m.
-  const int parts = kThreads / MS, rp = kChunk / parts;
-  const int sm = threadIdx.x % MS, pr = threadIdx.x / MS;
+  const int quads = cols / 4;
   for (int c = 0; c < nc; ++c) {
     const int b = c & 1;
     if (c + 1 < nc) {
@@ -103,50 +124,27 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     } else {
       async_wait();
     }
-    const ChunkPos cp = chunk_pos(cm, first + c);
-    const T* graw = Raw + b * 2 * kChunk * MS;
-    const T* sraw = graw + kChunk * MS;
-    float run = 0.f;
-    for (int i = 0; i < rp; ++i) {
-      const int t = pr * rp + i;
-      run += t < cp.L ? to_f<T>(graw[t * MS + sm]) : 0.f;
-      Gs[t * L_.lde + sm] = run;
-    }
-    part[pr * MS + sm] = run;
-    __syncthreads();
-    float before = 0.f;
-    for (int q = 0; q < pr; ++q) before += part[q * MS + sm];
-    for (int i = 0; i < rp; ++i) Gs[(pr * rp + i) * L_.lde + sm] += before;
-    __syncthreads();
-    // W, the chunk-start state out, and the state decayed by the chunk's total.
-    for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
-      const int t = idx / MS, m = idx - t * MS;
-      const float sv = t < cp.L ? to_f<T>(sraw[t * MS + m]) : 0.f;
-      W[t * L_.ldw + m] = from_f<T>(sv * __expf(Gs[(kChunk - 1) * L_.lde + m] - Gs[t * L_.lde + m]));
-    }
-    const int64_t unit = cp.j * H + h;
-    if (is_k && ct == 0)
-      for (int m = threadIdx.x; m < MS; m += blockDim.x)
-        gl[unit * M + m0 + m] = Gs[(kChunk - 1) * L_.lde + m];
-    const int quads = cols / 4;
+    // The chunk-start state out, then decayed by the chunk's total.
+    const int64_t unit = (first + c) * H + h;
+    const float* gL = GL + b * kTile;
     for (int idx = threadIdx.x; idx < rows * quads; idx += blockDim.x) {
       const int i = idx / quads, j = (idx - i * quads) * 4;
       float4 x = *reinterpret_cast<const float4*>(Hs + i * L_.ldh + j);
       *reinterpret_cast<float4*>(state + unit * size + off + i * ld + j) = x;
-      const float* GL = Gs + (kChunk - 1) * L_.lde;
       if (is_k) {  // decay by column (slot)
-        x.x *= __expf(GL[j]), x.y *= __expf(GL[j + 1]), x.z *= __expf(GL[j + 2]),
-            x.w *= __expf(GL[j + 3]);
+        x.x *= __expf(gL[j]), x.y *= __expf(gL[j + 1]), x.z *= __expf(gL[j + 2]),
+            x.w *= __expf(gL[j + 3]);
       } else {  // by row (slot)
-        const float d = __expf(GL[i]);
+        const float d = __expf(gL[i]);
         x.x *= d, x.y *= d, x.z *= d, x.w *= d;
       }
       *reinterpret_cast<float4*>(Hs + i * L_.ldh + j) = x;
     }
     __syncthreads();
     const T* Xc = X + b * kChunk * L_.ldx;
-    if (is_k) block_mma<true, false>(Hs, L_.ldh, Xc, L_.ldx, W, L_.ldw, kTile, MS, kChunk, true);
-    else block_mma<true, false>(Hs, L_.ldh, W, L_.ldw, Xc, L_.ldx, MS, kTile, kChunk, true);
+    const T* Wc = W + b * kChunk * L_.ldw;
+    if (is_k) block_mma<true, false>(Hs, L_.ldh, Xc, L_.ldx, Wc, L_.ldw, kTile, MS, kChunk, true);
+    else block_mma<true, false>(Hs, L_.ldh, Wc, L_.ldw, Xc, L_.ldx, MS, kTile, kChunk, true);
     __syncthreads();
   }
   float* out = is_k ? out_k : out_v;
@@ -160,15 +158,18 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
 template <typename T>
 void walk_typed(const Plan& p, const void* k, const void* v, const void* s, const void* g,
                 const float* init_k, const float* init_v, float* out_k, float* out_v,
-                cudaStream_t stream) {
+                float* wbuf, cudaStream_t stream) {
   const int MS = slice_of(static_cast<int>(p.M)), nm = static_cast<int>(p.M) / MS;
+  const size_t prep_smem = kChunk * ld_ew(MS) * sizeof(float);
+  walk_prep_kernel<T><<<dim3(p.NC, p.H, nm), kThreads, prep_smem, stream>>>(
+      chunk_map(p), p.H, p.M, static_cast<const T*>(s), static_cast<const T*>(g), wbuf, p.gl);
+  RAVENSP_LAUNCH_CHECK("gsa walk_prep_kernel");
   const int64_t tiles = (p.K / kTile) * nm + nm * (p.V / kTile);
   const size_t smem = WalkSmem<T>(static_cast<int>(p.M)).bytes();
   set_smem(state_walk_kernel<T>, smem, "gsa state_walk_kernel");
   state_walk_kernel<T><<<dim3(p.N * tiles, p.H), kThreads, smem, stream>>>(
-      chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v),
-      static_cast<const T*>(s), static_cast<const T*>(g), init_k, init_v, p.hk, p.hv, p.gl, out_k,
-      out_v);
+      chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v), wbuf,
+      p.gl, init_k, init_v, p.hk, p.hv, out_k, out_v);
   RAVENSP_LAUNCH_CHECK("gsa state_walk_kernel");
 }
 
@@ -190,15 +191,16 @@ bool use_walk(const Plan& p) {
 
 void launch_chunk_states(const Plan& p, const void* k, const void* v, const void* s,
                          const void* g, const float* init_k, const float* init_v, float* out_k,
-                         float* out_v, cudaStream_t stream) {
+                         float* out_v, float* scratch, cudaStream_t stream) {
   if (use_walk(p)) {
     switch (p.dtype) {
       case DType::kBFloat16:
-        return walk_typed<__nv_bfloat16>(p, k, v, s, g, init_k, init_v, out_k, out_v, stream);
+        return walk_typed<__nv_bfloat16>(p, k, v, s, g, init_k, init_v, out_k, out_v, scratch,
+                                         stream);
       case DType::kFloat16:
-        return walk_typed<__half>(p, k, v, s, g, init_k, init_v, out_k, out_v, stream);
+        return walk_typed<__half>(p, k, v, s, g, init_k, init_v, out_k, out_v, scratch, stream);
       default:
-        return walk_typed<float>(p, k, v, s, g, init_k, init_v, out_k, out_v, stream);
+        return walk_typed<float>(p, k, v, s, g, init_k, init_v, out_k, out_v, scratch, stream);
     }
   }
   launch_local_states(p, k, v, s, g, stream);
