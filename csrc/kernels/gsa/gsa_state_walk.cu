@@ -6,7 +6,7 @@
 // passes over a buffer of (K + V) * M floats per chunk and head. At M = 256 that
 // is 4 GB per call at T = 32K, bandwidth-bound (combine at 85% of DRAM). Here a
 // prep kernel, parallel over chunks, forms W = s e^{G_L - G} and the chunk
-// decays G_L; then a block owns one 64 x 64 tile of Hk or Hv of one sequence and
+// decays G_L; then a block owns one 32 x 64 tile of Hk or Hv of one sequence and
 // head, keeps it in shared memory (fp32), and walks the chunks in order: it
 // writes the tile as the chunk's start state, decays it by G_L and adds k^T W (or
 // W^T v). One state write per chunk and no local states; the next chunk's tiles
@@ -14,7 +14,7 @@
 // buffer that the caller has free at that point (p in the forward, dgca in the
 // backward), as T at the start of each row, so the walk takes no memory.
 // It needs N * H * tiles blocks to fill the GPU (B1 H4 K=V=256: M = 256 gives
-// 128, M = 64 only 32), so launch_chunk_states picks it by that count.
+// 256, M = 64 only 64), so launch_chunk_states picks it by that count.
 #include <cstdlib>
 #include <cstring>
 
@@ -49,12 +49,17 @@ __global__ void __launch_bounds__(kThreads) walk_prep_kernel(
     gl[(cp.j * H + h) * M + m0 + m] = G[(kChunk - 1) * lde + m];
 }
 
+// Width of a walk tile along K or V: 32 gives B1 H4 K=V=256 M=256 256 blocks,
+// two per SM; the steps are latency-bound, so two blocks per SM walk about twice
+// as fast as one (64-wide tiles: 1.53 ms per call at T = 32K).
+constexpr int kWalkCols = 32;
+
 template <typename T>
 struct WalkSmem {
   int MS, ldh, ldw, ldx;
   __host__ __device__ explicit WalkSmem(int M)
       : MS(slice_of(M)), ldh(ld_of<float>(kTile)), ldw(ld_of<T>(slice_of(M))),
-        ldx(ld_of<T>(kTile)) {}
+        ldx(ld_of<T>(kWalkCols)) {}
   // Hs and two chunk decays (fp32); two W and two X tiles.
   __host__ __device__ size_t bytes() const {
     return (static_cast<size_t>(kChunk) * ldh + 2 * kTile) * sizeof(float) +
@@ -62,8 +67,8 @@ struct WalkSmem {
   }
 };
 
-// grid (N * tiles, H). Tile t < nkt * nm is Hk rows [64 kt, +64) x slots
-// [MS mt, +MS); the rest are Hv slots [MS mt, +MS) x columns [64 vt, +64).
+// grid (N * tiles, H). Tile t < nkt * nm is Hk rows [32 kt, +32) x slots
+// [MS mt, +MS); the rest are Hv slots [MS mt, +MS) x columns [32 vt, +32).
 template <typename T>
 __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
@@ -72,7 +77,8 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     float* __restrict__ hv, float* __restrict__ out_k, float* __restrict__ out_v) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const WalkSmem<T> L_(M);
-  const int MS = L_.MS, nm = M / MS, nkt = K / kTile, nvt = V / kTile;
+  constexpr int C = kWalkCols;
+  const int MS = L_.MS, nm = M / MS, nkt = K / C, nvt = V / C;
   const int tiles = nkt * nm + nm * nvt;
   const int n = blockIdx.x / tiles, tile = blockIdx.x - n * tiles, h = blockIdx.y;
   const bool is_k = tile < nkt * nm;
@@ -80,11 +86,11 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
   const int mt = is_k ? r % nm : r / nvt, ct = is_k ? r / nm : r % nvt;  // ct: k or v tile
   const int m0 = mt * MS;
   // The tile: rows x cols at off + row * ld of a [.., H, K, M] or [.., H, M, V] state.
-  const int rows = is_k ? kTile : MS, cols = is_k ? MS : kTile;
+  const int rows = is_k ? C : MS, cols = is_k ? MS : C;
   const int64_t size = is_k ? static_cast<int64_t>(K) * M : static_cast<int64_t>(M) * V;
   const int64_t ld = is_k ? M : V;
-  const int64_t off = is_k ? static_cast<int64_t>(ct) * kTile * M + m0
-                           : static_cast<int64_t>(m0) * V + ct * kTile;
+  const int64_t off = is_k ? static_cast<int64_t>(ct) * C * M + m0
+                           : static_cast<int64_t>(m0) * V + ct * C;
   float* Hs = reinterpret_cast<float*>(smem_raw);
   float* GL = Hs + kChunk * L_.ldh;  // [2][kTile]
   T* W = reinterpret_cast<T*>(GL + 2 * kTile);  // [2][kChunk][ldw]
@@ -99,8 +105,8 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
   auto issue = [&](int c, int b) {
     const ChunkPos cp = chunk_pos(cm, first + c);
     const int64_t tokM = (cp.tok0 * H + h) * M;
-    async_tile(X + b * kChunk * L_.ldx, L_.ldx, xsrc + (cp.tok0 * H + h) * xdim + ct * kTile,
-               rowX, kChunk, cp.L, kTile);
+    async_tile(X + b * kChunk * L_.ldx, L_.ldx, xsrc + (cp.tok0 * H + h) * xdim + ct * C, rowX,
+               kChunk, cp.L, C);
     // W's rows hold T values at the start of each fp32 token row: 2 * rowM T apart.
     async_tile(W + b * kChunk * L_.ldw, L_.ldw,
                reinterpret_cast<const T*>(wbuf + tokM) + m0, rowM * 4 / sizeof(T), kChunk, cp.L,
@@ -143,8 +149,8 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     __syncthreads();
     const T* Xc = X + b * kChunk * L_.ldx;
     const T* Wc = W + b * kChunk * L_.ldw;
-    if (is_k) block_mma<true, false>(Hs, L_.ldh, Xc, L_.ldx, Wc, L_.ldw, kTile, MS, kChunk, true);
-    else block_mma<true, false>(Hs, L_.ldh, Wc, L_.ldw, Xc, L_.ldx, MS, kTile, kChunk, true);
+    if (is_k) block_mma<true, false>(Hs, L_.ldh, Xc, L_.ldx, Wc, L_.ldw, C, MS, kChunk, true);
+    else block_mma<true, false>(Hs, L_.ldh, Wc, L_.ldw, Xc, L_.ldx, MS, C, kChunk, true);
     __syncthreads();
   }
   float* out = is_k ? out_k : out_v;
@@ -164,7 +170,7 @@ void walk_typed(const Plan& p, const void* k, const void* v, const void* s, cons
   walk_prep_kernel<T><<<dim3(p.NC, p.H, nm), kThreads, prep_smem, stream>>>(
       chunk_map(p), p.H, p.M, static_cast<const T*>(s), static_cast<const T*>(g), wbuf, p.gl);
   RAVENSP_LAUNCH_CHECK("gsa walk_prep_kernel");
-  const int64_t tiles = (p.K / kTile) * nm + nm * (p.V / kTile);
+  const int64_t tiles = (p.K / kWalkCols) * nm + nm * (p.V / kWalkCols);
   const size_t smem = WalkSmem<T>(static_cast<int>(p.M)).bytes();
   set_smem(state_walk_kernel<T>, smem, "gsa state_walk_kernel");
   state_walk_kernel<T><<<dim3(p.N * tiles, p.H), kThreads, smem, stream>>>(
@@ -174,7 +180,7 @@ void walk_typed(const Plan& p, const void* k, const void* v, const void* s, cons
 }
 
 // About one wave of two blocks per SM on an H100 (132 SMs).
-constexpr int64_t kWalkMinBlocks = 128;
+constexpr int64_t kWalkMinBlocks = 256;
 
 // RAVENSP_GSA_STATES=walk or =scan forces a route (the tests run both);
 // otherwise the walk runs when its blocks fill the GPU about once.
@@ -183,7 +189,7 @@ bool use_walk(const Plan& p) {
   if (env != nullptr && std::strcmp(env, "walk") == 0) return true;
   if (env != nullptr && std::strcmp(env, "scan") == 0) return false;
   const int MS = slice_of(static_cast<int>(p.M)), nm = static_cast<int>(p.M) / MS;
-  const int64_t tiles = (p.K / kTile) * nm + nm * (p.V / kTile);
+  const int64_t tiles = (p.K / kWalkCols) * nm + nm * (p.V / kWalkCols);
   return p.N * p.H * tiles >= kWalkMinBlocks;
 }
 
