@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
     async_tile(Sraw, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
     async_wait();
     chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
-    widen_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
+    convert_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
     __syncthreads();
     gated_pairs<kTC>(Bm, Du, A2, Ps, L_.lda, Gs, Ss, L_.lde, cp.L, MS, m0 > 0, scratch);
     if (m0 == 0) {
@@ -195,7 +195,7 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_ds_state_kernel(
     async_floats(Dg, L_.lde, dgca + tokM + m0, rowM, kChunk, cp.L, MS);
     async_wait();
     chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
-    widen_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
+    convert_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
     __syncthreads();
     // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T: the k / v tile by cp.async
     // while the state-gradient tile is loaded and converted.

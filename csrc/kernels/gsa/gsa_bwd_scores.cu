@@ -114,7 +114,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     if (first) store_square(dov_out + pair, A, L_.lda);  // for bwd_pairs, which needs it too
     // dp = exp(G) (dO Hv^T) + sum_{i<=t} (do_t . v_i) s_i exp(G_t - G_i)
     chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
-    widen_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
+    convert_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
     __syncthreads();
     gated_scores<kTC>(DP, L_.ldd, DP, L_.ldd, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, 1.f,
                       reinterpret_cast<float*>(Xs));
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
         async_wait();
       }
       chunk_decay<T>(Gs, L_.lde, Graw2, MS, cp.L, MS);
-      widen_tile(Ss, L_.lde, Sraw2, MS, kChunk, MS);
+      convert_tile(Ss, L_.lde, Sraw2, MS, kChunk, MS);
       __syncthreads();
     }
     // (With one slice, Gs and Ss still hold it from the DP phase.)

@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
           block_mma<false, false>(U, L_.ldu, X, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
         });
     chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
-    widen_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
+    convert_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
     __syncthreads();
     gated_scores<kTC>(U, L_.ldu, U, L_.ldu, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,
                       reinterpret_cast<float*>(X0));
@@ -189,7 +189,7 @@ __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
     load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, PS);
     async_wait();
     chunk_decay<T>(Gs, L_.lde, Graw, PS, cp.L, PS);
-    widen_tile(Ss, L_.lde, Sraw, PS, kChunk, PS);
+    convert_tile(Ss, L_.lde, Sraw, PS, kChunk, PS);
     __syncthreads();
     if (m0 + PS < M) issue_gs(m0 + PS);
     gated_pairs<kTC>(A2, Ps, nullptr, nullptr, L_.lda, Gs, Ss, L_.lde, cp.L, PS, m0 > 0, scratch);

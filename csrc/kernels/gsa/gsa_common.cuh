@@ -155,6 +155,31 @@ __device__ __forceinline__ void load_tile(Tdst* dst, int ld, const Tsrc* src, in
   }
 }
 
+// Issues the cp.async copies of a rows x cols tile in kBytes pieces (16: .cg,
+// past L1; 4: .ca, for destinations of any leading dimension) and commits them
+// as one group. A row past the valid ones copies 0 bytes from the tile's first
+// row (a valid address) and zero-fills its piece.
+template <int kBytes, typename T>
+__device__ __forceinline__ void async_rows(T* dst, int ld, const T* src, int64_t stride, int rows,
+                                           int valid, int cols) {
+  static_assert(kBytes == 16 || kBytes == 4, "cp.async pieces of 16 or 4 bytes");
+  constexpr int kVec = kBytes / sizeof(T);
+  const int vpr = cols / kVec;
+  for (int idx = threadIdx.x; idx < rows * vpr; idx += blockDim.x) {
+    const int r = idx / vpr, c = (idx - r * vpr) * kVec;
+    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst + r * ld + c));
+    const T* s = r < valid ? src + r * stride + c : src;
+    const int n = r < valid ? kBytes : 0;
+    if constexpr (kBytes == 16)
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(s), "r"(n)
+                   : "memory");
+    else
+      asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(s), "r"(n)
+                   : "memory");
+  }
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
 // Starts the copy of a same-dtype tile into shared memory without waiting for it
 // (cp.async, 16 bytes per copy, zero-filled rows >= valid) and without holding
 // it in registers, so several tiles, or a tile and the block's other work, are
@@ -173,18 +198,7 @@ __device__ __forceinline__ void async_tile(T* dst, int ld, const T* src, int64_t
     asm volatile("cp.async.commit_group;\n" ::: "memory");
     return;
   }
-  const int vpr = cols / kVec;
-  for (int idx = threadIdx.x; idx < rows * vpr; idx += blockDim.x) {
-    const int r = idx / vpr, c = (idx - r * vpr) * kVec;
-    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst + r * ld + c));
-    // A row past the valid ones copies 0 bytes from the tile's first row (a
-    // valid address) and zero-fills the 16.
-    const T* s = r < valid ? src + r * stride + c : src;
-    const int n = r < valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(s), "r"(n)
-                 : "memory");
-  }
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  async_rows<16>(dst, ld, src, stride, rows, valid, cols);
 }
 
 // Starts the copy of a rows x cols fp32 tile into a shared buffer of any
@@ -194,15 +208,7 @@ __device__ __forceinline__ void async_tile(T* dst, int ld, const T* src, int64_t
 // loaded one after another they cost one each.
 __device__ __forceinline__ void async_floats(float* dst, int ld, const float* src, int64_t stride,
                                              int rows, int valid, int cols) {
-  for (int idx = threadIdx.x; idx < rows * cols; idx += blockDim.x) {
-    const int r = idx / cols, c = idx - r * cols;
-    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst + r * ld + c));
-    const float* s = r < valid ? src + r * stride + c : src;
-    const int n = r < valid ? 4 : 0;
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(s), "r"(n)
-                 : "memory");
-  }
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  async_rows<4>(dst, ld, src, stride, rows, valid, cols);
 }
 
 // Writes a kChunk x kChunk fp32 matrix from shared memory (leading dim ld, a

@@ -14,23 +14,15 @@
 
 namespace ravensp::kernels::gsa_cuda {
 
-// dst[r][c] = T(src[r][c]) for a rows x cols fp32 tile in shared memory. No barrier.
-template <typename T>
-__device__ __forceinline__ void narrow_tile(T* dst, int ldd, const float* src, int lds, int rows,
-                                            int cols) {
+// dst[r][c] = src[r][c] converted, for a rows x cols tile in shared memory
+// (narrowing an fp32 state tile to the input dtype, or widening a copied
+// 16-bit tile to fp32). No barrier.
+template <typename Tdst, typename Tsrc>
+__device__ __forceinline__ void convert_tile(Tdst* dst, int ldd, const Tsrc* src, int lds,
+                                             int rows, int cols) {
   for (int idx = threadIdx.x; idx < rows * cols; idx += blockDim.x) {
     const int r = idx / cols, c = idx - r * cols;
-    dst[r * ldd + c] = from_f<T>(src[r * lds + c]);
-  }
-}
-
-// dst[r][c] = float(src[r][c]) for a rows x cols tile in shared memory. No barrier.
-template <typename T>
-__device__ __forceinline__ void widen_tile(float* dst, int ldd, const T* src, int lds, int rows,
-                                           int cols) {
-  for (int idx = threadIdx.x; idx < rows * cols; idx += blockDim.x) {
-    const int r = idx / cols, c = idx - r * cols;
-    dst[r * ldd + c] = to_f<T>(src[r * lds + c]);
+    dst[r * ldd + c] = from_f<Tdst>(to_f<Tsrc>(src[r * lds + c]));
   }
 }
 
@@ -46,7 +38,7 @@ __device__ __forceinline__ void state_pipeline(int n, float* stage, int ldst, T*
   issue(0, 0);
   for (int s = 0; s < n; ++s) {
     async_wait();
-    narrow_tile(Z, ldz, stage, ldst, zrows, zcols);
+    convert_tile(Z, ldz, stage, ldst, zrows, zcols);
     __syncthreads();  // Z complete; the staging buffer and the other token set are free
     if (s + 1 < n) issue(s + 1, (s + 1) & 1);
     body(s, s & 1);
