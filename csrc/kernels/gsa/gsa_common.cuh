@@ -249,12 +249,7 @@ __device__ __forceinline__ void async_wait_older() {
 }
 
 // Per-column decay of one chunk for slots [m0, m0 + ms): G[t][m] = sum_{j<=t} g_j
-// (rows >= L contribute 0), fp32, leading dim ld. The block scans in parts: with
-// ms dividing the block, thread (m, part) sums rows [part * rp, +rp) of column m,
-// then adds the totals of the parts above it. One thread per column walking all
-// 64 rows left most of the block idle through 64 dependent shared-memory steps,
-// and every chunk kernel builds this decay once or more per slot slice (16 times
-// per chunk in bwd_pairs at M = 256).
+// (rows >= L contribute 0), fp32, leading dim ld.
 template <typename T>
 __device__ __forceinline__ void chunk_decay(float* G, int ld, const T* g, int64_t stride, int L,
                                             int ms) {
@@ -265,30 +260,14 @@ __device__ __forceinline__ void chunk_decay(float* G, int ld, const T* g, int64_
     G[t * ld + m] = x;
   }
   __syncthreads();
-  const int parts = static_cast<int>(blockDim.x) / ms;
-  if (parts == 0 || blockDim.x % ms != 0 || kChunk % parts != 0) {  // one thread per column
-    for (int m = threadIdx.x; m < ms; m += blockDim.x) {
-      float acc = 0.f;
-      for (int t = 0; t < kChunk; ++t) {
-        acc += G[t * ld + m];
-        G[t * ld + m] = acc;
-      }
+  for (int m = threadIdx.x; m < ms; m += blockDim.x) {
+    float acc = 0.f;
+#pragma unroll 8
+    for (int t = 0; t < kChunk; ++t) {
+      acc += G[t * ld + m];
+      G[t * ld + m] = acc;
     }
-    __syncthreads();
-    return;
   }
-  const int rp = kChunk / parts, m = threadIdx.x % ms, part = threadIdx.x / ms;
-  float* col = G + part * rp * ld + m;
-  float acc = 0.f;
-  for (int i = 0; i < rp; ++i) {
-    acc += col[i * ld];
-    col[i * ld] = acc;
-  }
-  __syncthreads();
-  float before = 0.f;
-  for (int q = 0; q < part; ++q) before += G[(q * rp + rp - 1) * ld + m];
-  __syncthreads();
-  for (int i = 0; i < rp; ++i) col[i * ld] += before;
   __syncthreads();
 }
 
