@@ -141,8 +141,11 @@ struct DsStateSmem {
     // red: the K sum's per-part partials (kThreads) and the V sums (kDsSlice).
     return static_cast<size_t>(kChunk) * (3 * lde + ldc) + kThreads + 2 * kDsSlice;
   }
+  // Xs, Ys, the pipeline's second token tile X1, then its fp32 staging (one
+  // 64 x 32 or 32 x 64 state-gradient tile).
   __host__ __device__ size_t bytes() const {
-    return floats() * sizeof(float) + 2 * static_cast<size_t>(kChunk) * ldx * sizeof(T);
+    return floats() * sizeof(float) + 3 * static_cast<size_t>(kChunk) * ldx * sizeof(T) +
+           static_cast<size_t>(kChunk) * kDsSlice * sizeof(float);
   }
 };
 
@@ -151,9 +154,10 @@ struct DsStateSmem {
 // token, the decay term sum Hk_end dHk_end + sum Hv_end dHv_end per slot.
 // Having read dgca, it leaves W = s e^{G_L - G} there, the operand of the state
 // parts of dk and dv.
-// Four blocks per SM: 54 KB of shared memory, 64 registers.
+// Three blocks per SM: 70 KB of shared memory (four at 54 KB without the
+// pipeline's second tile and staging buffer).
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 4) bwd_ds_state_kernel(
+__global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
     const T* __restrict__ s, const T* __restrict__ g, const float* __restrict__ hk,
     const float* __restrict__ hv, const float* __restrict__ fin_k,
@@ -169,6 +173,8 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_ds_state_kernel(
   float* red = Xc + kChunk * L_.ldc;
   T* Xs = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
   T* Ys = Xs + kChunk * L_.ldx;
+  T* X1 = Ys + kChunk * L_.ldx;
+  float* St = reinterpret_cast<float*>(X1 + kChunk * L_.ldx);
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
   const int h = blockIdx.y;
   const int64_t unit = cp.j * H + h, KM = static_cast<int64_t>(K) * M,
@@ -197,23 +203,34 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_ds_state_kernel(
     chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
     convert_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
     __syncthreads();
-    // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T: the k / v tile by cp.async
-    // while the state-gradient tile is loaded and converted.
-    for (int z = 0; z < nk + nv; ++z) {
-      if (z < nk) {
-        async_tile(Xs, L_.ldx, k + tokK + z * kTile, rowK, kChunk, cp.L, kTile);
-        load_tile(Ys, L_.ldx, dhk_end + static_cast<int64_t>(z) * kTile * M + m0,
-                  static_cast<int64_t>(M), kTile, kTile, MS);
-      } else {
-        async_tile(Xs, L_.ldx, v + tokV + (z - nk) * kTile, rowV, kChunk, cp.L, kTile);
-        load_tile(Ys, L_.ldx, dhv_end + static_cast<int64_t>(m0) * V + (z - nk) * kTile,
-                  static_cast<int64_t>(V), MS, MS, kTile);
-      }
-      async_wait();
-      if (z < nk) block_mma<false, false>(Xc, L_.ldc, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, z > 0);
-      else block_mma<false, true>(Xc, L_.ldc, Xs, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, true);
-      __syncthreads();
-    }
+    // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T, pipelined over the K and
+    // V tiles: a step's k or v tile and state-gradient tile (fp32, staged, then
+    // narrowed into Ys) are copied during the previous step's product.
+    staged_steps(
+        nk + nv,
+        [&](int z, int b) {
+          T* X = b ? X1 : Xs;
+          if (z < nk) {
+            async_tile(X, L_.ldx, k + tokK + z * kTile, rowK, kChunk, cp.L, kTile);
+            async_tile(St, MS, dhk_end + static_cast<int64_t>(z) * kTile * M + m0,
+                       static_cast<int64_t>(M), kTile, kTile, MS);
+          } else {
+            async_tile(X, L_.ldx, v + tokV + (z - nk) * kTile, rowV, kChunk, cp.L, kTile);
+            async_tile(St, kTile, dhv_end + static_cast<int64_t>(m0) * V + (z - nk) * kTile,
+                       static_cast<int64_t>(V), MS, MS, kTile);
+          }
+        },
+        [&](int z) {
+          if (z < nk) convert_tile(Ys, L_.ldx, St, MS, kTile, MS);
+          else convert_tile(Ys, L_.ldx, St, kTile, MS, kTile);
+        },
+        [&](int z, int b) {
+          const T* X = b ? X1 : Xs;
+          if (z < nk)
+            block_mma<false, false>(Xc, L_.ldc, X, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, z > 0);
+          else
+            block_mma<false, true>(Xc, L_.ldc, X, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, true);
+        });
     // The slice's intra ds (from bwd_pairs) is copied while the decay term's sums
     // read the states.
     T* Dsraw = Xs;

@@ -27,23 +27,31 @@ __device__ __forceinline__ void convert_tile(Tdst* dst, int ldd, const Tsrc* src
 }
 
 // Runs n steps. issue(s, b) starts the copies of step s: its token tiles into
-// buffer set b (0 or 1) and its state tile (zrows x zcols fp32) into `stage`
-// (leading dim ldst), both by async_tile. body(s, b) multiplies step s with the
-// token tiles of set b and the state tile narrowed into Z (leading dim ldz).
-// Anything else issued by async_tile before the call is waited for by step 0.
-// Every thread must call it; it ends with a barrier.
-template <typename T, typename Issue, typename Body>
-__device__ __forceinline__ void state_pipeline(int n, float* stage, int ldst, T* Z, int ldz,
-                                               int zrows, int zcols, Issue issue, Body body) {
+// buffer set b (0 or 1) and its fp32 state tile into a staging buffer, each by
+// one async_tile. narrow(s) converts the staged tile of step s into the tile
+// the products read; body(s, b) multiplies step s with the token tiles of set b
+// and that tile. Anything else issued by async_tile before the call is waited
+// for by step 0. Every thread must call it; it ends with a barrier.
+template <typename Issue, typename Narrow, typename Body>
+__device__ __forceinline__ void staged_steps(int n, Issue issue, Narrow narrow, Body body) {
   issue(0, 0);
   for (int s = 0; s < n; ++s) {
     async_wait();
-    convert_tile(Z, ldz, stage, ldst, zrows, zcols);
-    __syncthreads();  // Z complete; the staging buffer and the other token set are free
+    narrow(s);
+    __syncthreads();  // the tile is complete; the staging buffer and the other token set are free
     if (s + 1 < n) issue(s + 1, (s + 1) & 1);
     body(s, s & 1);
-    __syncthreads();  // Z and this set are free for step s + 1's narrowing and s + 2's copies
+    __syncthreads();  // the tile and this set are free for step s + 1's narrowing and s + 2's copies
   }
+}
+
+// staged_steps with one state-tile shape: zrows x zcols fp32 staged in `stage`
+// (leading dim ldst), narrowed into Z (leading dim ldz).
+template <typename T, typename Issue, typename Body>
+__device__ __forceinline__ void state_pipeline(int n, float* stage, int ldst, T* Z, int ldz,
+                                               int zrows, int zcols, Issue issue, Body body) {
+  staged_steps(
+      n, issue, [&](int) { convert_tile(Z, ldz, stage, ldst, zrows, zcols); }, body);
 }
 
 }  // namespace ravensp::kernels::gsa_cuda
