@@ -134,6 +134,13 @@ def test_state_routes(route, dtype, T, K, V, M, packed, monkeypatch):
     _check(res, dtype)
 
 
+def test_state_route_rejects_unknown_value(monkeypatch):
+    monkeypatch.setenv("RAVENSP_GSA_STATES", "fast")
+    q, k, v, s, g = make_gsa_inputs(1, 70, 2, 64, 64, 32, dtype=torch.bfloat16, device="cuda")[:5]
+    with pytest.raises(RuntimeError, match="RAVENSP_GSA_STATES must be 'walk' or 'scan'.*'fast'"):
+        ravensp.chunk_gsa(q, k, v, s, g, 1.0)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("T", [1, 5, 33])
 def test_fused_recurrent(dtype, T):

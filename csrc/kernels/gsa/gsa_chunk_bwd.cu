@@ -46,6 +46,7 @@ void check_bwd(const char* fn, const GsaBwdParams& P) {
                 "dtype ", dtype_name(P.accum_dtype));
   RAVENSP_CHECK(P.d_o && P.dq && P.dk && P.dv && P.ds && P.dg, fn,
                 ": d_o and the gradients dq, dk, dv, ds, dg must be non-null");
+  gsa_cuda::check_state_route();
 }
 
 // Up to the reverse scan: the forward's chunk states from hk0/hv0, p when the

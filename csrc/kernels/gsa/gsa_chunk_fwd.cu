@@ -289,6 +289,7 @@ void check_fwd(const char* fn, const GsaFwdParams& P) {
   RAVENSP_CHECK(P.accum_dtype == DType::kFloat32, fn, ": CUDA accumulates in float32, got accum "
                 "dtype ", dtype_name(P.accum_dtype));
   RAVENSP_CHECK(P.o != nullptr, fn, ": output o is null");
+  gsa_cuda::check_state_route();
 }
 
 // Chunk map and the chunk-start states from (init_k, init_v; nullptr = zero):

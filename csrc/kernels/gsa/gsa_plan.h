@@ -83,6 +83,9 @@ void launch_combine(const Plan& plan, bool reverse, float* bk, float* bv, const 
 // states into out_k / out_v when not null: by one walk over the chunks per state
 // tile when that fills the GPU, else local_states then combine. scratch is a
 // [tokens, H, M] fp32 buffer the call may overwrite.
+// Raises unless RAVENSP_GSA_STATES is unset, 'walk' or 'scan' (the entry points
+// call it before any launch).
+void check_state_route();
 void launch_chunk_states(const Plan& plan, const void* k, const void* v, const void* s,
                          const void* g, const float* init_k, const float* init_v, float* out_k,
                          float* out_v, float* scratch, cudaStream_t stream);

@@ -185,15 +185,22 @@ constexpr int64_t kWalkMinBlocks = 256;
 // RAVENSP_GSA_STATES=walk or =scan forces a route (the tests run both);
 // otherwise the walk runs when its blocks fill the GPU about once.
 bool use_walk(const Plan& p) {
-  const char* env = std::getenv("RAVENSP_GSA_STATES");
-  if (env != nullptr && std::strcmp(env, "walk") == 0) return true;
-  if (env != nullptr && std::strcmp(env, "scan") == 0) return false;
+  const char* env = std::getenv("RAVENSP_GSA_STATES");  // checked by check_state_route
+  if (env != nullptr && *env != '\0') return std::strcmp(env, "walk") == 0;
   const int MS = slice_of(static_cast<int>(p.M)), nm = static_cast<int>(p.M) / MS;
   const int64_t tiles = (p.K / kWalkCols) * nm + nm * (p.V / kWalkCols);
   return p.N * p.H * tiles >= kWalkMinBlocks;
 }
 
 }  // namespace
+
+void check_state_route() {
+  const char* env = std::getenv("RAVENSP_GSA_STATES");
+  RAVENSP_CHECK(env == nullptr || *env == '\0' || std::strcmp(env, "walk") == 0 ||
+                    std::strcmp(env, "scan") == 0,
+                "RAVENSP_GSA_STATES must be 'walk' or 'scan' (or unset: chosen by shape), got '",
+                env == nullptr ? "" : env, "'");
+}
 
 void launch_chunk_states(const Plan& p, const void* k, const void* v, const void* s,
                          const void* g, const float* init_k, const float* init_v, float* out_k,
