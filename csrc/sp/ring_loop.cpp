@@ -26,9 +26,17 @@ std::vector<Step> active_steps(const Config& c) {
   if (c.comm == nullptr) return steps;
   const int P = c.world, r = c.rank;
   for (int s = 1; s < P; ++s) {
+    // A step is kept on every rank when any rank moves something in it, so batch
+    // t carries the same ring step everywhere. Kept only where this rank takes
+    // part, the lists differed between ranks once documents left some pairs
+    // blind (zigzag, five ranks and more): a K/V block and a returned dK/dV
+    // partial between the same two ranks, equal in size, were then posted in
+    // opposite orders on the two sides and matched crosswise.
+    bool any = false;
+    for (int q = 0; q < P && !any; ++q) any = needs_block(c, q, (q - s + P) % P);
+    if (!any) continue;
     const int src = (r - s + P) % P, dst = (r + s) % P;
-    Step st{s, src, dst, needs_block(c, r, src), needs_block(c, dst, r)};
-    if (st.recv || st.send) steps.push_back(st);
+    steps.push_back(Step{s, src, dst, needs_block(c, r, src), needs_block(c, dst, r)});
   }
   return steps;
 }

@@ -12,8 +12,10 @@
 namespace ravensp::sp::ring {
 
 // Ring steps s = 1..P-1 pair rank r with src = r - s (whose K/V it reads) and
-// dst = r + s (which reads its K/V), mod P. Steps where no pair is visible move
-// nothing: fully masked blocks and ranks out of a window's reach take no part.
+// dst = r + s (which reads its K/V), mod P. Steps where no rank pair is visible
+// are dropped on every rank (fully masked blocks, ranks out of a window's reach);
+// every rank keeps the same list, so the i-th exchange batch is the same step on
+// all of them (the backward's message matching depends on it).
 struct Step {
   int s, src, dst;
   bool recv, send;  // recv: r reads src's block; send: dst reads r's block

@@ -1,4 +1,4 @@
-// Ring attention under mpiexec (2, 3, 4 CPU ranks, fp64): every rank's output and
+// Ring attention under mpiexec (2, 3, 4, 5, 8 CPU ranks, fp64): every rank's output and
 // dq/dk/dv shard must equal full attention on the whole sequence, for both layouts,
 // GQA, sliding windows, packed documents crossing ranks and non-causal masks; bad
 // inputs must raise on every rank; the plan must skip masked blocks and balance work.
