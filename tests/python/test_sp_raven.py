@@ -1,4 +1,4 @@
-"""RavenAttention(sp_group=...) on 2, 3 and 4 CPU ranks under mpirun (and on 2
+"""RavenAttention(sp_group=...) on 2, 3, 4 and 8 CPU ranks under mpirun (and on 2
 ranks launched torchrun-style, over the TCP backend) equals the
 unsharded layer in fp64: output, input gradient and every parameter gradient,
 both layouts, LASP-2 and LASP-1, packed documents spanning ranks, RoPE with
@@ -22,7 +22,7 @@ def mpirun(n, script, timeout=300):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("ranks", [2, 3, 4])
+@pytest.mark.parametrize("ranks", [2, 3, 4, 8])
 def test_sp_raven_layer_equals_unsharded(ranks):
     res = mpirun(ranks, WORKER)
     out = res.stdout + res.stderr
