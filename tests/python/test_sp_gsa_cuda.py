@@ -39,10 +39,15 @@ def _grads(o, ins, seed=3):
     return torch.autograd.grad((o * w.to(o.device, o.dtype)).sum(), ins, allow_unused=True)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+# route: how the split backward's first phase recomputes the chunk-start states
+# (gsa_state_walk.cu); "walk" forces the walk, which these sizes would not pick.
+@pytest.mark.parametrize("dtype,route", [(torch.float32, "auto"), (torch.bfloat16, "auto"),
+                                         (torch.bfloat16, "walk")])
 @pytest.mark.parametrize("layout", ["contiguous", "zigzag"])
 @pytest.mark.parametrize("case", ["plain", "initial_state", "documents"])
-def test_sp_gsa_one_gpu_equals_unsharded(groups, dtype, layout, case):
+def test_sp_gsa_one_gpu_equals_unsharded(groups, dtype, route, layout, case, monkeypatch):
+    if route != "auto":
+        monkeypatch.setenv("RAVENSP_GSA_STATES", route)
     B = 1 if case == "documents" else 2
     T, H, K, V, M = 384, 2, 64, 128, 64
     states = case == "initial_state"
