@@ -32,11 +32,12 @@ std::vector<Step> active_steps(const Config& c) {
     // blind (zigzag, five ranks and more): a K/V block and a returned dK/dV
     // partial between the same two ranks, equal in size, were then posted in
     // opposite orders on the two sides and matched crosswise.
-    bool any = false;
-    for (int q = 0; q < P && !any; ++q) any = needs_block(c, q, (q - s + P) % P);
-    if (!any) continue;
     const int src = (r - s + P) % P, dst = (r + s) % P;
-    steps.push_back(Step{s, src, dst, needs_block(c, r, src), needs_block(c, dst, r)});
+    const Step st{s, src, dst, needs_block(c, r, src), needs_block(c, dst, r)};
+    // Planning every other pair (P plans per step) only when this rank has no part.
+    bool any = st.recv || st.send;
+    for (int q = 0; q < P && !any; ++q) any = needs_block(c, q, (q - s + P) % P);
+    if (any) steps.push_back(st);
   }
   return steps;
 }

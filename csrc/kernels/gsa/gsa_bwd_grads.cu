@@ -190,8 +190,11 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
   const float* dhv_end = dhv + unit * MV;
   const int nk = K / kTile, nv = V / kTile;
 
-  // One slot slice per block (grid z); the loop serves a grid with fewer.
-  for (int m0 = blockIdx.z * MS; m0 < M; m0 += MS * gridDim.z) {
+  // The slices in order, in one block: W for slice m0 lands on the bytes of
+  // fp32 slots below m0 + MS (row_view), which must already have been read.
+  // One block per slice (tried) let a later slice's block overwrite dgca that
+  // an earlier slice's block had yet to read.
+  for (int m0 = 0; m0 < M; m0 += MS) {
     // The slice's g and s (into Xs, free until the products) and dgca in one
     // round trip.
     T* Graw = Xs;
@@ -394,10 +397,7 @@ void ds_state_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b,
                     cudaStream_t stream) {
   const size_t smem = DsStateSmem<T>().bytes();
   set_smem(bwd_ds_state_kernel<T>, smem, "gsa bwd_ds_state_kernel");
-  // Slices are independent here (the k and v tiles are re-read per slice
-  // anyway), so each gets its own block: more blocks, a shorter tail.
-  const int slices = static_cast<int>((pl.M + kDsSlice - 1) / kDsSlice);
-  bwd_ds_state_kernel<T><<<dim3(pl.NC, pl.H, slices), kThreads, smem, stream>>>(
+  bwd_ds_state_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<const T*>(P.k),
       static_cast<const T*>(P.v), static_cast<const T*>(P.s), static_cast<const T*>(P.g), pl.hk,
       pl.hv, b.fin_k, b.fin_v, b.dhk, b.dhv, b.dgca, static_cast<T*>(P.ds),

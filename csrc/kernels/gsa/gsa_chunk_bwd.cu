@@ -10,7 +10,6 @@
 namespace ravensp::kernels {
 namespace {
 
-
 gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::BwdBufs& b,
                          float** p_ws) {
   gsa_cuda::Plan pl = gsa_cuda::make_plan(P.shape, P.dtype);
