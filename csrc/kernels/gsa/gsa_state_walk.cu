@@ -21,6 +21,7 @@
 #include "kernels/gsa/gsa_common.cuh"
 #include "kernels/gsa/gsa_gemm.cuh"
 #include "kernels/gsa/gsa_launch.cuh"
+#include "kernels/gsa/gsa_mma_sync.cuh"
 #include "kernels/gsa/gsa_plan.h"
 
 namespace ravensp::kernels::gsa_cuda {
@@ -161,6 +162,110 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     }
 }
 
+// The walk with the state tile in registers (16-bit inputs): each warp keeps a
+// 16 x (8 NT) piece of the 32 x 64 (or 32 x 32) tile as mma.sync accumulators,
+// writes it out as the chunk-start state, scales it by the decay in place and
+// adds its share of the chunk's product, so a step has no shared-memory round
+// trip of the state and one barrier besides the tile copies'. Same grid, tiles
+// and prep as state_walk_kernel. NT: n8 tiles per warp, 2 when the slot slice
+// is 64 wide, 1 at M = 32.
+template <typename T, int NT>
+__global__ void __launch_bounds__(kThreads) state_walk_regs_kernel(
+    ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
+    const float* __restrict__ wbuf, const float* __restrict__ gl,
+    const float* __restrict__ init_k, const float* __restrict__ init_v, float* __restrict__ hk,
+    float* __restrict__ hv, float* __restrict__ out_k, float* __restrict__ out_v) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  const WalkSmem<T> L_(M);
+  constexpr int C = kWalkCols;
+  const int MS = L_.MS, nm = M / MS, nkt = K / C, nvt = V / C;
+  const int tiles = nkt * nm + nm * nvt;
+  const int n = blockIdx.x / tiles, tile = blockIdx.x - n * tiles, h = blockIdx.y;
+  const bool is_k = tile < nkt * nm;
+  const int r = is_k ? tile : tile - nkt * nm;
+  const int mt = is_k ? r % nm : r / nvt, ct = is_k ? r / nm : r % nvt;
+  const int m0 = mt * MS;
+  const int cols = is_k ? MS : C;
+  const int64_t size = is_k ? static_cast<int64_t>(K) * M : static_cast<int64_t>(M) * V;
+  const int64_t ld = is_k ? M : V;
+  const int64_t off = is_k ? static_cast<int64_t>(ct) * C * M + m0
+                           : static_cast<int64_t>(m0) * V + ct * C;
+  float* GL = reinterpret_cast<float*>(smem_raw) + kChunk * L_.ldh;  // [2][kTile]
+  T* W = reinterpret_cast<T*>(GL + 2 * kTile);                       // [2][kChunk][ldw]
+  T* X = W + 2 * kChunk * L_.ldw;                                    // [2][kChunk][ldx]
+  const int64_t first = cm.cu == nullptr ? n * ((cm.seqlen + kChunk - 1) / kChunk)
+                                         : cm.seq_chunk_off[n];
+  const int nc = static_cast<int>(cm.cu == nullptr ? (cm.seqlen + kChunk - 1) / kChunk
+                                                   : cm.seq_chunk_off[n + 1] - first);
+  const int xdim = is_k ? K : V;
+  const T* xsrc = is_k ? k : v;
+  const int64_t rowX = static_cast<int64_t>(H) * xdim, rowM = static_cast<int64_t>(H) * M;
+  auto issue = [&](int c, int b) {
+    const ChunkPos cp = chunk_pos(cm, first + c);
+    const int64_t tokM = (cp.tok0 * H + h) * M;
+    async_tile(X + b * kChunk * L_.ldx, L_.ldx, xsrc + (cp.tok0 * H + h) * xdim + ct * C, rowX,
+               kChunk, cp.L, C);
+    async_tile(W + b * kChunk * L_.ldw, L_.ldw,
+               reinterpret_cast<const T*>(wbuf + tokM) + m0, rowM * 4 / sizeof(T), kChunk, cp.L,
+               MS);
+    async_floats(GL + b * kTile, MS, gl + (cp.j * H + h) * M + m0, MS, 1, 1, MS);
+  };
+  // This warp's piece: rows [r0, +16), columns [n0, +8 NT) of the tile.
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
+  const int groups = cols / (8 * NT), r0 = (warp / groups) * 16, n0 = (warp % groups) * 8 * NT;
+  auto row_of = [&](int e) { return r0 + g + ((e >> 1) << 3); };
+  auto col_of = [&](int nt, int e) { return n0 + nt * 8 + 2 * tq + (e & 1); };
+  const float* init = is_k ? init_k : init_v;
+  const int64_t nh = static_cast<int64_t>(n) * H + h;
+  float acc[NT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      acc[nt][e] = init != nullptr ? init[nh * size + off + row_of(e) * ld + col_of(nt, e)] : 0.f;
+  if (nc > 0) issue(0, 0);
+  float* state = is_k ? hk : hv;
+  for (int c = 0; c < nc; ++c) {
+    const int b = c & 1;
+    if (c + 1 < nc) {
+      issue(c + 1, b ^ 1);  // buffers b ^ 1 were last read by chunk c - 1
+      async_wait_older<3>();
+    } else {
+      async_wait();
+    }
+    const int64_t unit = (first + c) * H + h;
+    const float* gL = GL + b * kTile;
+    float* out = state + unit * size + off;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; e += 2) {  // (e, e + 1): two adjacent columns of one row
+        const int i = row_of(e), j = col_of(nt, e);
+        *reinterpret_cast<float2*>(out + i * ld + j) = make_float2(acc[nt][e], acc[nt][e + 1]);
+        if (is_k) {  // decay by column (slot)
+          acc[nt][e] *= __expf(gL[j]);
+          acc[nt][e + 1] *= __expf(gL[j + 1]);
+        } else {  // by row (slot)
+          const float d = __expf(gL[i]);
+          acc[nt][e] *= d;
+          acc[nt][e + 1] *= d;
+        }
+      }
+    const T* Xc = X + b * kChunk * L_.ldx;
+    const T* Wc = W + b * kChunk * L_.ldw;
+    // Hk += X^T W (rows: k, columns: slots); Hv += W^T X (rows: slots, columns: v).
+    if (is_k) warp_mma_tokens<T, NT>(acc, Xc, L_.ldx, Wc, L_.ldw, r0, n0);
+    else warp_mma_tokens<T, NT>(acc, Wc, L_.ldw, Xc, L_.ldx, r0, n0);
+    __syncthreads();  // every warp is done with buffers b before chunk c + 2's copies
+  }
+  float* fin = is_k ? out_k : out_v;
+  if (fin != nullptr)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) fin[nh * size + off + row_of(e) * ld + col_of(nt, e)] = acc[nt][e];
+}
+
 template <typename T>
 void walk_typed(const Plan& p, const void* k, const void* v, const void* s, const void* g,
                 const float* init_k, const float* init_v, float* out_k, float* out_v,
@@ -172,8 +277,21 @@ void walk_typed(const Plan& p, const void* k, const void* v, const void* s, cons
   RAVENSP_LAUNCH_CHECK("gsa walk_prep_kernel");
   const int64_t tiles = (p.K / kWalkCols) * nm + nm * (p.V / kWalkCols);
   const size_t smem = WalkSmem<T>(static_cast<int>(p.M)).bytes();
+  const dim3 grid(static_cast<unsigned>(p.N * tiles), static_cast<unsigned>(p.H));
+  if constexpr (sizeof(T) == 2) {  // the state in registers (mma.sync)
+    auto launch = [&](auto kernel) {
+      set_smem(kernel, smem, "gsa state_walk_regs_kernel");
+      kernel<<<grid, kThreads, smem, stream>>>(
+          chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v),
+          wbuf, p.gl, init_k, init_v, p.hk, p.hv, out_k, out_v);
+    };
+    if (MS == kTile) launch(state_walk_regs_kernel<T, 2>);
+    else launch(state_walk_regs_kernel<T, 1>);
+    RAVENSP_LAUNCH_CHECK("gsa state_walk_regs_kernel");
+    return;
+  }
   set_smem(state_walk_kernel<T>, smem, "gsa state_walk_kernel");
-  state_walk_kernel<T><<<dim3(p.N * tiles, p.H), kThreads, smem, stream>>>(
+  state_walk_kernel<T><<<grid, kThreads, smem, stream>>>(
       chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v), wbuf,
       p.gl, init_k, init_v, p.hk, p.hv, out_k, out_v);
   RAVENSP_LAUNCH_CHECK("gsa state_walk_kernel");
