@@ -141,11 +141,10 @@ struct DsStateSmem {
     // red: the K sum's per-part partials (kThreads) and the V sums (kDsSlice).
     return static_cast<size_t>(kChunk) * (3 * lde + ldc) + kThreads + 2 * kDsSlice;
   }
-  // Xs, Ys, the pipeline's second token tile X1, then its fp32 staging (one
-  // 64 x 32 or 32 x 64 state-gradient tile).
+  // The pipeline's two buffer sets (Xs, Ys) and (X1, Y1): a k or v tile and a
+  // 64 x 32 or 32 x 64 state-gradient tile each.
   __host__ __device__ size_t bytes() const {
-    return floats() * sizeof(float) + 3 * static_cast<size_t>(kChunk) * ldx * sizeof(T) +
-           static_cast<size_t>(kChunk) * kDsSlice * sizeof(float);
+    return floats() * sizeof(float) + 4 * static_cast<size_t>(kChunk) * ldx * sizeof(T);
   }
 };
 
@@ -154,14 +153,14 @@ struct DsStateSmem {
 // token, the decay term sum Hk_end dHk_end + sum Hv_end dHv_end per slot.
 // Having read dgca, it leaves W = s e^{G_L - G} there, the operand of the state
 // parts of dk and dv.
-// Three blocks per SM: 70 KB of shared memory (four at 54 KB without the
-// pipeline's second tile and staging buffer).
+// Three blocks per SM: 72 KB of shared memory (four at 54 KB without the
+// pipeline's second buffer set).
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
-    const T* __restrict__ s, const T* __restrict__ g, const float* __restrict__ hk,
-    const float* __restrict__ hv, const float* __restrict__ fin_k,
-    const float* __restrict__ fin_v, const float* __restrict__ dhk, const float* __restrict__ dhv,
+    const T* __restrict__ s, const T* __restrict__ g, const T* __restrict__ hk,
+    const T* __restrict__ hv, const float* __restrict__ fin_k,
+    const float* __restrict__ fin_v, const T* __restrict__ dhk, const T* __restrict__ dhv,
     float* __restrict__ dgca, T* __restrict__ ds, T* __restrict__ dg) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const DsStateSmem<T> L_;
@@ -174,7 +173,7 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
   T* Xs = reinterpret_cast<T*>(reinterpret_cast<float*>(smem_raw) + L_.floats());
   T* Ys = Xs + kChunk * L_.ldx;
   T* X1 = Ys + kChunk * L_.ldx;
-  float* St = reinterpret_cast<float*>(X1 + kChunk * L_.ldx);
+  T* Y1 = X1 + kChunk * L_.ldx;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
   const int h = blockIdx.y;
   const int64_t unit = cp.j * H + h, KM = static_cast<int64_t>(K) * M,
@@ -184,10 +183,14 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
   const bool last = cp.c + 1 == cp.nc;
   const int64_t fin = static_cast<int64_t>(cp.n) * H + h;
-  const float* hk_end = last ? fin_k + fin * KM : hk + (unit + H) * KM;
-  const float* hv_end = last ? fin_v + fin * MV : hv + (unit + H) * MV;
-  const float* dhk_end = dhk + unit * KM;
-  const float* dhv_end = dhv + unit * MV;
+  // The chunk's end state: the next chunk's start (input dtype), or the final
+  // state (fp32) for a sequence's last chunk.
+  const T* hk_next = last ? nullptr : hk + (unit + H) * KM;
+  const T* hv_next = last ? nullptr : hv + (unit + H) * MV;
+  const float* hk_fin = fin_k + fin * KM;
+  const float* hv_fin = fin_v + fin * MV;
+  const T* dhk_end = dhk + unit * KM;
+  const T* dhv_end = dhv + unit * MV;
   const int nk = K / kTile, nv = V / kTile;
 
   // The slices in order, in one block: W for slice m0 lands on the bytes of
@@ -207,32 +210,30 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
     convert_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
     __syncthreads();
     // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T, pipelined over the K and
-    // V tiles: a step's k or v tile and state-gradient tile (fp32, staged, then
-    // narrowed into Ys) are copied during the previous step's product.
-    staged_steps(
+    // V tiles: a step's k or v tile and state-gradient tile are copied during
+    // the previous step's product.
+    pipelined_steps(
         nk + nv,
         [&](int z, int b) {
           T* X = b ? X1 : Xs;
+          T* Y = b ? Y1 : Ys;
           if (z < nk) {
             async_tile(X, L_.ldx, k + tokK + z * kTile, rowK, kChunk, cp.L, kTile);
-            async_tile(St, MS, dhk_end + static_cast<int64_t>(z) * kTile * M + m0,
+            async_tile(Y, L_.ldx, dhk_end + static_cast<int64_t>(z) * kTile * M + m0,
                        static_cast<int64_t>(M), kTile, kTile, MS);
           } else {
             async_tile(X, L_.ldx, v + tokV + (z - nk) * kTile, rowV, kChunk, cp.L, kTile);
-            async_tile(St, kTile, dhv_end + static_cast<int64_t>(m0) * V + (z - nk) * kTile,
+            async_tile(Y, L_.ldx, dhv_end + static_cast<int64_t>(m0) * V + (z - nk) * kTile,
                        static_cast<int64_t>(V), MS, MS, kTile);
           }
         },
-        [&](int z) {
-          if (z < nk) convert_tile(Ys, L_.ldx, St, MS, kTile, MS);
-          else convert_tile(Ys, L_.ldx, St, kTile, MS, kTile);
-        },
         [&](int z, int b) {
           const T* X = b ? X1 : Xs;
+          const T* Y = b ? Y1 : Ys;
           if (z < nk)
-            block_mma<false, false>(Xc, L_.ldc, X, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, z > 0);
+            block_mma<false, false>(Xc, L_.ldc, X, L_.ldx, Y, L_.ldx, kChunk, MS, kTile, z > 0);
           else
-            block_mma<false, true>(Xc, L_.ldc, X, L_.ldx, Ys, L_.ldx, kChunk, MS, kTile, true);
+            block_mma<false, true>(Xc, L_.ldc, X, L_.ldx, Y, L_.ldx, kChunk, MS, kTile, true);
         });
     // The slice's intra ds (from bwd_pairs) is copied while the decay term's sums
     // read the states.
@@ -243,12 +244,16 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
     // flight per thread (Nsight Compute: 39 cycles per issued instruction when
     // the V sum ran across slot rows, one row per lane).
     {
+      // (A uniform branch per load: a generic lambda instantiated for both end
+      // states spilled registers.)
+      auto hk_end = [&](int64_t at) { return last ? hk_fin[at] : to_f(hk_next[at]); };
+      auto hv_end = [&](int64_t at) { return last ? hv_fin[at] : to_f(hv_next[at]); };
       const int m = threadIdx.x % MS, part = threadIdx.x / MS, parts = kThreads / MS;
       float acc = 0.f;
 #pragma unroll 8
       for (int kk = part; kk < K; kk += parts) {
         const int64_t at = static_cast<int64_t>(kk) * M + m0 + m;
-        acc = fmaf(hk_end[at], dhk_end[at], acc);
+        acc = fmaf(hk_end(at), to_f(dhk_end[at]), acc);
       }
       red[part * MS + m] = acc;
       // Hv is [M][V]: one warp per slot row, the lanes along V.
@@ -257,7 +262,8 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
         const int64_t row = static_cast<int64_t>(m0 + mm) * V;
         float a = 0.f;
 #pragma unroll 4
-        for (int vv = lane; vv < V; vv += 32) a = fmaf(hv_end[row + vv], dhv_end[row + vv], a);
+        for (int vv = lane; vv < V; vv += 32)
+          a = fmaf(hv_end(row + vv), to_f(dhv_end[row + vv]), a);
         for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
         if (lane == 0) red[kThreads + mm] = a;
       }
@@ -308,15 +314,15 @@ struct DqkvSmem {
 // grid (NC, H, nz): tile z0 + z of [dq columns (K/64) | dk columns | dv columns].
 // Every operand comes prepared, as T: scale du e^G (left in du by pairs), W (left
 // in dgca by ds_state), scale Bm and A2, so the 3 (K/64) + V/64 blocks of a chunk
-// neither rebuild the chunk's decay nor convert anything but the state tile.
+// neither rebuild the chunk's decay nor convert anything.
 //   dq = (scale e^G du) Hk^T + (scale Bm) k    dk = (scale Bm)^T q + W dHk_end^T
 //   dv = A2^T dO + W dHv_end                   W = s exp(G_L - G)
 template <typename T>
 // Four blocks per SM: 54 KB of shared memory, 64 registers.
 __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ q,
-    const T* __restrict__ k, const T* __restrict__ dout, const float* __restrict__ hk,
-    const float* __restrict__ dhk, const float* __restrict__ dhv,
+    const T* __restrict__ k, const T* __restrict__ dout, const T* __restrict__ hk,
+    const T* __restrict__ dhk, const T* __restrict__ dhv,
     const float* __restrict__ du_eg, const float* __restrict__ w, const float* __restrict__ bm,
     const float* __restrict__ a2, T* __restrict__ dq, T* __restrict__ dk, T* __restrict__ dv,
     int z0) {
@@ -339,8 +345,8 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
 
   // The pair matrix (in T at the start of the chunk's fp32 area, see BwdBufs), the
-  // token tile and each slice's state operand come in by cp.async while the
-  // state tile is loaded and converted: one wait on memory per slot slice.
+  // token tile, each slice's state operand and state tile come in by cp.async
+  // together: one wait on memory per slot slice.
   async_tile(Rs, L_.ldx,
              reinterpret_cast<const T*>((which == 2 ? a2 : bm) + unit * kChunk * kChunk),
              static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
@@ -353,12 +359,12 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
   for (int m0 = 0; m0 < M; m0 += MS) {
     async_tile(Op, L_.ldx, op + m0, op_stride, kChunk, cp.L, MS);
     if (which == 2) {
-      load_tile(Zs, L_.ldx, dhv + unit * MV + static_cast<int64_t>(m0) * V + ct * kTile,
-                static_cast<int64_t>(V), MS, MS, kTile);
+      async_tile(Zs, L_.ldx, dhv + unit * MV + static_cast<int64_t>(m0) * V + ct * kTile,
+                 static_cast<int64_t>(V), MS, MS, kTile);
     } else {
-      const float* st = (which == 0 ? hk : dhk) + unit * KM;
-      load_tile(Zs, L_.ldx, st + static_cast<int64_t>(ct) * kTile * M + m0,
-                static_cast<int64_t>(M), kTile, kTile, MS);
+      const T* st = (which == 0 ? hk : dhk) + unit * KM;
+      async_tile(Zs, L_.ldx, st + static_cast<int64_t>(ct) * kTile * M + m0,
+                 static_cast<int64_t>(M), kTile, kTile, MS);
     }
     async_wait();
     if (m0 == 0) {
@@ -399,8 +405,9 @@ void ds_state_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b,
   set_smem(bwd_ds_state_kernel<T>, smem, "gsa bwd_ds_state_kernel");
   bwd_ds_state_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<const T*>(P.k),
-      static_cast<const T*>(P.v), static_cast<const T*>(P.s), static_cast<const T*>(P.g), pl.hk,
-      pl.hv, b.fin_k, b.fin_v, b.dhk, b.dhv, b.dgca, static_cast<T*>(P.ds),
+      static_cast<const T*>(P.v), static_cast<const T*>(P.s), static_cast<const T*>(P.g),
+      static_cast<const T*>(pl.hk), static_cast<const T*>(pl.hv), b.fin_k, b.fin_v,
+      static_cast<const T*>(b.dhk), static_cast<const T*>(b.dhv), b.dgca, static_cast<T*>(P.ds),
       static_cast<T*>(P.dg));
   RAVENSP_LAUNCH_CHECK("gsa bwd_ds_state_kernel");
 }
@@ -416,8 +423,9 @@ void dqkv_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b, DqkvPar
   dim3 grid(pl.NC, pl.H, z1 - z0);
   bwd_dqkv_kernel<T><<<grid, kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M,
-      static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.d_o), pl.hk,
-      b.dhk, b.dhv, b.du, b.dgca,
+      static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.d_o),
+      static_cast<const T*>(pl.hk), static_cast<const T*>(b.dhk), static_cast<const T*>(b.dhv),
+      b.du, b.dgca,
       b.bm, b.a2, static_cast<T*>(P.dq),
       static_cast<T*>(P.dk), static_cast<T*>(P.dv), z0);
   RAVENSP_LAUNCH_CHECK("gsa bwd_dqkv_kernel");

@@ -14,12 +14,14 @@ namespace ravensp::kernels::gsa_cuda {
 namespace {
 
 // Shared memory of bwd_scores: fp32 DP, A, Us, the loop region, R; then Op and
-// the tile pair Xs, Ys. DP (parked in du when M is sliced) and Us hold the slice's g and s as they arrive while DP is
-// formed (Us is only computed after); the loop region is the DP pipeline's
-// second tile set and fp32 state staging, then the slice's decay and s (fp32).
-// Two blocks per SM at any M (113 KB at bf16): the fp32 score buffers are one
-// slot slice wide, the state tile sits in Op (free until du exists), and Xs, Ys
-// double as the scratch of gated_scores.
+// the tile pair Xs, Ys. DP (parked in du when M is sliced) and Us hold the
+// slice's g and s as they arrive while DP is formed (Us is only computed after);
+// the loop region is the pipelines' second buffer set (two token tiles and a
+// state tile), then the slice's decay and s (fp32). Us stages each local state
+// gradient tile on its way out. Two blocks per SM at any M (111 KB at bf16): the
+// fp32 score buffers are one slot slice wide, the first set's state tile sits
+// in Op (free until du exists), and Xs, Ys double as the scratch of
+// gated_scores.
 template <typename T>
 struct ScoresSmem {
   int MS, ldd, lda, lds, lde, ldx;
@@ -32,11 +34,11 @@ struct ScoresSmem {
     off_a = up(max_of(static_cast<size_t>(kChunk) * ldd * sizeof(float),
                       2 * static_cast<size_t>(kChunk) * MS * sizeof(T)));
     off_us = up(off_a + static_cast<size_t>(kChunk) * lda * sizeof(float));
-    off_loop = up(off_us + max_of(static_cast<size_t>(kChunk) * lds * sizeof(float),
-                                  2 * static_cast<size_t>(kChunk) * MS * sizeof(T)));
+    off_loop = up(off_us + max_of(max_of(static_cast<size_t>(kChunk) * lds * sizeof(float),
+                                         2 * static_cast<size_t>(kChunk) * MS * sizeof(T)),
+                                  static_cast<size_t>(MS) * ld_of<float>(kTile) * sizeof(float)));
     off_r = up(off_loop + max_of(2 * static_cast<size_t>(kChunk) * lde * sizeof(float),
-                                 static_cast<size_t>(kChunk) * MS * sizeof(float) +
-                                     2 * static_cast<size_t>(kChunk) * ldx * sizeof(T)));
+                                 3 * static_cast<size_t>(kChunk) * ldx * sizeof(T)));
     off_op = up(off_r + kChunk * sizeof(float));
     total = off_op + kChunk * ldx * sizeof(T) +
             max_of(2 * kChunk * ldx * sizeof(T), gated_scores_scratch_floats(MS) * sizeof(float));
@@ -49,8 +51,8 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     ChunkMap cm, int H, int K, int V, int M, float scale, const T* __restrict__ q,
     const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ s,
     const T* __restrict__ g, const T* __restrict__ dout, const float* __restrict__ p,
-    const float* __restrict__ hk, const float* __restrict__ hv, float* __restrict__ du,
-    float* __restrict__ dgca, float* __restrict__ dhk, float* __restrict__ dhv,
+    const T* __restrict__ hk, const T* __restrict__ hv, float* __restrict__ du,
+    float* __restrict__ dgca, T* __restrict__ dhk, T* __restrict__ dhv,
     float* __restrict__ qk_out, float* __restrict__ dov_out) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
@@ -67,9 +69,9 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   T* Ys = Xs + kChunk * L_.ldx;
   T* Graw = reinterpret_cast<T*>(Us);  // while DP is formed
   T* Sraw = Graw + kChunk * MS;
-  float* St = Gs;                      // the loop region during the DP pipeline
-  T* X1 = reinterpret_cast<T*>(St + kChunk * MS);
+  T* X1 = reinterpret_cast<T*>(Gs);  // the loop region during the pipelines
   T* Y1 = X1 + kChunk * L_.ldx;
+  T* Z1 = Y1 + kChunk * L_.ldx;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
   const int h = blockIdx.y;
   const int64_t unit = cp.j * H + h, KM = static_cast<int64_t>(K) * M,
@@ -78,9 +80,9 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
 
-  // The state tiles of the score products sit in Zs = Op, which is free until du
-  // is known; the dO and q tiles are loaded once for the two products that share
-  // them.
+  // The state tiles of the score products sit in Zs = Op (and Z1), which is free
+  // until du is known; the dO and q tiles are loaded once for the two products
+  // that share them.
   T* Zs = Op;
   const int nv = V / kTile, nk = K / kTile;
   // Per slot slice: DP = dO Hv^T (pipelined over V; the first slice also computes
@@ -95,13 +97,14 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     const bool first = m0 == 0;
     async_tile(Graw, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
     async_tile(Sraw, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
-    state_pipeline(
-        nv, St, kTile, Zs, L_.ldx, MS, kTile,
+    pipelined_steps(
+        nv,
         [&](int vt, int b) {
           async_tile(b ? X1 : Xs, L_.ldx, dout + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
           if (first)
             async_tile(b ? Y1 : Ys, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L, kTile);
-          async_tile(St, kTile, hv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile,
+          async_tile(b ? Z1 : Zs, L_.ldx,
+                     hv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile,
                      static_cast<int64_t>(V), MS, MS, kTile);
         },
         [&](int vt, int b) {
@@ -109,7 +112,8 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
           if (first)
             block_mma<false, true>(A, L_.lda, X, L_.ldx, b ? Y1 : Ys, L_.ldx, kChunk, kChunk,
                                    kTile, vt > 0);
-          block_mma<false, true>(DP, L_.ldd, X, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, vt > 0);
+          block_mma<false, true>(DP, L_.ldd, X, L_.ldx, b ? Z1 : Zs, L_.ldx, kChunk, MS, kTile,
+                                 vt > 0);
         });
     if (first) store_square(dov_out + pair, A, L_.lda);  // for bwd_pairs, which needs it too
     // dp = exp(G) (dO Hv^T) + sum_{i<=t} (do_t . v_i) s_i exp(G_t - G_i)
@@ -137,8 +141,8 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   for (int kt = 0; kt < nk; ++kt) {
     async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
     async_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-    load_tile(Zs, L_.ldx, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M,
-              static_cast<int64_t>(M), kTile, kTile, MS);
+    async_tile(Zs, L_.ldx, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M,
+               static_cast<int64_t>(M), kTile, kTile, MS);
     async_wait();
     block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
     block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
@@ -148,6 +152,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   // The local state gradients stream q and dO tiles through Xs / Ys, the next
   // tile's copy in flight during the current product.
   auto buf = [&](int i) { return (i & 1) ? Ys : Xs; };
+  const int ldo = ld_of<float>(kTile);  // Us as the staging of a local dHv tile
   for (int m0 = 0; m0 < M; m0 += MS) {
     if (sliced) {
       // This slice's q Hk (slice 0's came with A1), pipelined over K, and its
@@ -158,16 +163,17 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       async_tile(Graw2, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
       async_tile(Sraw2, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
       if (m0 > 0) {
-        state_pipeline(
-            nk, St, MS, Zs, L_.ldx, kTile, MS,
+        pipelined_steps(
+            nk,
             [&](int kt, int b) {
               async_tile(b ? X1 : Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-              async_tile(St, MS, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0,
+              async_tile(b ? Z1 : Zs, L_.ldx,
+                         hk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0,
                          static_cast<int64_t>(M), kTile, kTile, MS);
             },
             [&](int kt, int b) {
-              block_mma<false, false>(Us, L_.lds, b ? X1 : Xs, L_.ldx, Zs, L_.ldx, kChunk, MS,
-                                      kTile, kt > 0);
+              block_mma<false, false>(Us, L_.lds, b ? X1 : Xs, L_.ldx, b ? Z1 : Zs, L_.ldx,
+                                      kChunk, MS, kTile, kt > 0);
             });
       } else {
         async_wait();
@@ -204,8 +210,11 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       if (kt + 1 < nk)
         async_tile(buf(kt + 1), L_.ldx, q + tokK + (kt + 1) * kTile, rowK, kChunk, cp.L,
                    kTile);
-      block_mma<true, false>(dhk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0, M,
-                             buf(kt), L_.ldx, Op, L_.ldx, kTile, MS, kChunk, false);
+      // Through Us (fp32, free once du is formed) to the input dtype.
+      block_mma<true, false>(Us, L_.lds, buf(kt), L_.ldx, Op, L_.ldx, kTile, MS, kChunk, false);
+      __syncthreads();
+      store_tile(dhk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0, M, Us, L_.lds,
+                 kTile, MS);
     }
     __syncthreads();
     async_tile(buf(0), L_.ldx, dout + tokV, rowV, kChunk, cp.L, kTile);
@@ -214,8 +223,10 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       if (vt + 1 < nv)
         async_tile(buf(vt + 1), L_.ldx, dout + tokV + (vt + 1) * kTile, rowV, kChunk,
                    cp.L, kTile);
-      block_mma<true, false>(dhv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile, V, Pe,
-                             L_.ldx, buf(vt), L_.ldx, MS, kTile, kChunk, false);
+      block_mma<true, false>(Us, ldo, Pe, L_.ldx, buf(vt), L_.ldx, MS, kTile, kChunk, false);
+      __syncthreads();
+      store_tile(dhv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile, V, Us, ldo, MS,
+                 kTile);
     }
     __syncthreads();
   }
@@ -230,7 +241,8 @@ void scores_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const B
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
       static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.v),
       static_cast<const T*>(P.s), static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), p,
-      pl.hk, pl.hv, b.du, b.dgca, b.dhk, b.dhv, b.bm, b.a2);
+      static_cast<const T*>(pl.hk), static_cast<const T*>(pl.hv), b.du, b.dgca,
+      static_cast<T*>(b.dhk), static_cast<T*>(b.dhv), b.bm, b.a2);
   RAVENSP_LAUNCH_CHECK("gsa bwd_scores_kernel");
 }
 

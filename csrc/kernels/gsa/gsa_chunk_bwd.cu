@@ -16,8 +16,8 @@ gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::B
   gsa_cuda::carve_states(pl, c);
   b.fin_k = c.take<float>(pl.N * pl.H * pl.K * pl.M);
   b.fin_v = c.take<float>(pl.N * pl.H * pl.M * pl.V);
-  b.dhk = c.take<float>(pl.NC * pl.H * pl.K * pl.M);
-  b.dhv = c.take<float>(pl.NC * pl.H * pl.M * pl.V);
+  b.dhk = c.take_raw(pl.NC * pl.H * pl.K * pl.M, gsa_cuda::state_bytes(pl.dtype));
+  b.dhv = c.take_raw(pl.NC * pl.H * pl.M * pl.V, gsa_cuda::state_bytes(pl.dtype));
   b.du = c.take<float>(pl.tokens * pl.H * pl.M);
   b.dgca = c.take<float>(pl.tokens * pl.H * pl.M);
   const int64_t pairs = pl.NC * pl.H * gsa_cuda::kChunk * gsa_cuda::kChunk;

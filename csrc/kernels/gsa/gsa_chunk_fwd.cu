@@ -16,11 +16,10 @@ namespace gsa_cuda {
 namespace {
 
 // Shared-memory layout of pass 1: the fp32 scores U and A, then a region that
-// is the pipeline's second token-tile set and fp32 state staging during the
-// K-loop and the decay and s (fp32) after it, the first token-tile set and the
-// narrowed state tile (the scratch of gated_scores after the loop), and the
-// slice's g and s tiles as they arrive (copied during the K-loop). 111 KB at
-// M >= 64 with bf16: two blocks per SM.
+// is the pipeline's second buffer set (q, k and state tiles) during the K-loop
+// and the decay and s (fp32) after it, the first buffer set (the scratch of
+// gated_scores after the loop), and the slice's g and s tiles as they arrive
+// (copied during the K-loop). 110 KB at M >= 64 with bf16: two blocks per SM.
 template <typename T>
 struct Pass1Smem {
   int M, MS, ldu, lda, lde, ldx;
@@ -31,8 +30,7 @@ struct Pass1Smem {
         lde(ld_ew(slice_of(M_))), ldx(ld_of<T>(kTile)) {
     off_loop = up(static_cast<size_t>(kChunk) * (ldu + lda) * sizeof(float));
     const size_t loop = max_of(2 * static_cast<size_t>(kChunk) * lde * sizeof(float),
-                               static_cast<size_t>(kChunk) * MS * sizeof(float) +
-                                   2 * static_cast<size_t>(kChunk) * ldx * sizeof(T));
+                               3 * static_cast<size_t>(kChunk) * ldx * sizeof(T));
     off_tiles = up(off_loop + loop);
     const size_t tiles = max_of(3 * static_cast<size_t>(kChunk) * ldx * sizeof(T),
                                 gated_scores_scratch_floats(MS) * sizeof(float));
@@ -49,7 +47,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) pass1_kernel(
     ChunkMap cm, int H, int K, int M, float scale, const T* __restrict__ q,
     const T* __restrict__ k, const T* __restrict__ s, const T* __restrict__ g,
-    const float* __restrict__ hk, float* __restrict__ p, bool raw) {
+    const T* __restrict__ hk, float* __restrict__ p, bool raw) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const Pass1Smem<T> L_(M);
@@ -57,13 +55,13 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
   float* A = U + kChunk * L_.ldu;
   float* Gs = reinterpret_cast<float*>(smem_raw + L_.off_loop);
   float* Ss = Gs + kChunk * L_.lde;
-  float* St = Gs;  // the loop region during the K-loop
   const int MS = L_.MS;
-  T* X1 = reinterpret_cast<T*>(St + kChunk * MS);
+  T* X1 = reinterpret_cast<T*>(Gs);  // the loop region during the K-loop
   T* Y1 = X1 + kChunk * L_.ldx;
+  T* Z1 = Y1 + kChunk * L_.ldx;
   T* X0 = reinterpret_cast<T*>(smem_raw + L_.off_tiles);
   T* Y0 = X0 + kChunk * L_.ldx;
-  T* Zs = Y0 + kChunk * L_.ldx;
+  T* Z0 = Y0 + kChunk * L_.ldx;
   T* Graw = reinterpret_cast<T*>(smem_raw + L_.off_raw);
   T* Sraw = Graw + kChunk * MS;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
@@ -80,13 +78,14 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
     const bool first = m0 == 0;
     async_tile(Graw, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
     async_tile(Sraw, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
-    state_pipeline(
-        K / kTile, St, MS, Zs, L_.ldx, kTile, MS,
+    pipelined_steps(
+        K / kTile,
         [&](int kt, int b) {
           async_tile(b ? X1 : X0, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
           if (first)
             async_tile(b ? Y1 : Y0, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-          async_tile(St, MS, hk + unit * K * M + static_cast<int64_t>(kt) * kTile * M + m0,
+          async_tile(b ? Z1 : Z0, L_.ldx,
+                     hk + unit * K * M + static_cast<int64_t>(kt) * kTile * M + m0,
                      static_cast<int64_t>(M), kTile, kTile, MS);
         },
         [&](int kt, int b) {
@@ -94,7 +93,8 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
           if (first)
             block_mma<false, true>(A, L_.lda, X, L_.ldx, b ? Y1 : Y0, L_.ldx, kChunk, kChunk,
                                    kTile, kt > 0);
-          block_mma<false, false>(U, L_.ldu, X, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
+          block_mma<false, false>(U, L_.ldu, X, L_.ldx, b ? Z1 : Z0, L_.ldx, kChunk, MS, kTile,
+                                  kt > 0);
         });
     chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
     convert_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
@@ -123,8 +123,8 @@ constexpr int kPairSlice = 32;
 // Shared memory of pass 2. Live throughout: A2 (fp32; the output tile once A2t
 // exists), Pg = p e^G over all M slots and A2 as T. The pair phase (p, G, s of
 // one slot slice, the intra scratch, the next slice's g and s as they arrive)
-// and the output phase (two v tiles, the fp32 staging and narrowed state tile of
-// the pipeline) share one region. 85 KB at M = 64, 108 KB at M = 256 with bf16.
+// and the output phase (two v tiles and two state tiles for the pipeline) share
+// one region. 85 KB at M = 64, 108 KB at M = 256 with bf16.
 template <typename T>
 struct Pass2Smem {
   int MS, ldp, lda, lde, ldx;
@@ -140,7 +140,7 @@ struct Pass2Smem {
            2 * static_cast<size_t>(kChunk) * kPairSlice * sizeof(T);
   }
   __host__ __device__ size_t out_bytes() const {
-    return static_cast<size_t>(kChunk) * (3 * ldx * sizeof(T) + MS * sizeof(float));
+    return 4 * static_cast<size_t>(kChunk) * ldx * sizeof(T);
   }
   __host__ __device__ size_t bytes() const { return kept_bytes() + max_of(pair_bytes(), out_bytes()); }
 };
@@ -152,7 +152,7 @@ struct Pass2Smem {
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
     ChunkMap cm, int H, int M, int V, const T* __restrict__ v, const T* __restrict__ s,
-    const T* __restrict__ g, const float* __restrict__ p, const float* __restrict__ hv,
+    const T* __restrict__ g, const float* __restrict__ p, const T* __restrict__ hv,
     T* __restrict__ o) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
@@ -172,8 +172,8 @@ __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
   const int MS = L_.MS;
   T* Yv0 = reinterpret_cast<T*>(region);
   T* Yv1 = Yv0 + kChunk * L_.ldx;
-  T* Zs = Yv1 + kChunk * L_.ldx;
-  float* St = reinterpret_cast<float*>(Zs + kChunk * L_.ldx);
+  T* Z0 = Yv1 + kChunk * L_.ldx;
+  T* Z1 = Z0 + kChunk * L_.ldx;
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
   const int h = blockIdx.y;
   const int64_t unit = cp.j * H + h;
@@ -207,20 +207,21 @@ __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
   // Step st: output tile vt = st / ns, slot slice mi = st % ns. The v tile of vt
   // arrives with the tile's first step, into the buffer of vt's parity.
   const int ns = M / MS;
-  state_pipeline(
-      (V / kTile) * ns, St, kTile, Zs, L_.ldx, MS, kTile,
-      [&](int st, int) {
+  pipelined_steps(
+      (V / kTile) * ns,
+      [&](int st, int b) {
         const int vt = st / ns, mi = st - vt * ns;
         if (mi == 0)
           async_tile((vt & 1) ? Yv1 : Yv0, L_.ldx, v + tokV + vt * kTile, rowV, kChunk, cp.L,
                      kTile);
-        async_tile(St, kTile, hv + unit * M * V + static_cast<int64_t>(mi) * MS * V + vt * kTile,
+        async_tile(b ? Z1 : Z0, L_.ldx,
+                   hv + unit * M * V + static_cast<int64_t>(mi) * MS * V + vt * kTile,
                    static_cast<int64_t>(V), MS, MS, kTile);
       },
-      [&](int st, int) {
+      [&](int st, int b) {
         const int vt = st / ns, mi = st - vt * ns;
-        block_mma<false, false>(Ot, L_.lda, Pg + mi * MS, L_.ldp, Zs, L_.ldx, kChunk, kTile, MS,
-                                mi > 0);
+        block_mma<false, false>(Ot, L_.lda, Pg + mi * MS, L_.ldp, b ? Z1 : Z0, L_.ldx, kChunk,
+                                kTile, MS, mi > 0);
         if (mi + 1 < ns) return;
         // Same warp-to-strip map as the product above: no barrier between them.
         block_mma<false, false>(Ot, L_.lda, A2t, L_.ldx, (vt & 1) ? Yv1 : Yv0, L_.ldx, kChunk,
@@ -240,8 +241,8 @@ void pass1_typed(const Plan& pl, const GsaFwdParams& P, float* p_out, cudaStream
   set_smem(pass1_kernel<T>, smem, "gsa pass1_kernel");
   pass1_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.M, static_cast<float>(P.scale), static_cast<const T*>(P.q),
-      static_cast<const T*>(P.k), static_cast<const T*>(P.s), static_cast<const T*>(P.g), pl.hk,
-      p_out, raw);
+      static_cast<const T*>(P.k), static_cast<const T*>(P.s), static_cast<const T*>(P.g),
+      static_cast<const T*>(pl.hk), p_out, raw);
   RAVENSP_LAUNCH_CHECK("gsa pass1_kernel");
 }
 
@@ -251,7 +252,7 @@ void pass2_typed(const Plan& pl, const GsaFwdParams& P, const float* p, cudaStre
   set_smem(pass2_kernel<T>, smem, "gsa pass2_kernel");
   pass2_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.M, pl.V, static_cast<const T*>(P.v), static_cast<const T*>(P.s),
-      static_cast<const T*>(P.g), p, pl.hv, static_cast<T*>(P.o));
+      static_cast<const T*>(P.g), p, static_cast<const T*>(pl.hv), static_cast<T*>(P.o));
   RAVENSP_LAUNCH_CHECK("gsa pass2_kernel");
 }
 

@@ -45,6 +45,52 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
 }
 template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half(x); }
 
+// Four (two) consecutive elements as fp32 and back: 16 (8) bytes of fp32, 8 (4)
+// of a 16-bit type, the address aligned to that size. For the bandwidth-bound
+// passes over per-chunk states, which are stored in the input dtype.
+template <typename T> __device__ __forceinline__ float4 load4(const T* p) {
+  if constexpr (sizeof(T) == 4) {
+    return *reinterpret_cast<const float4*>(p);
+  } else {
+    const uint2 r = *reinterpret_cast<const uint2*>(p);
+    const T* e = reinterpret_cast<const T*>(&r);
+    return make_float4(to_f<T>(e[0]), to_f<T>(e[1]), to_f<T>(e[2]), to_f<T>(e[3]));
+  }
+}
+template <typename T> __device__ __forceinline__ void store4(T* p, float4 x) {
+  if constexpr (sizeof(T) == 4) {
+    *reinterpret_cast<float4*>(p) = x;
+  } else {
+    uint2 r;
+    T* e = reinterpret_cast<T*>(&r);
+    e[0] = from_f<T>(x.x), e[1] = from_f<T>(x.y), e[2] = from_f<T>(x.z), e[3] = from_f<T>(x.w);
+    *reinterpret_cast<uint2*>(p) = r;
+  }
+}
+template <typename T> __device__ __forceinline__ void store2(T* p, float a, float b) {
+  if constexpr (sizeof(T) == 4) {
+    *reinterpret_cast<float2*>(p) = make_float2(a, b);
+  } else {
+    unsigned r;
+    T* e = reinterpret_cast<T*>(&r);
+    e[0] = from_f<T>(a), e[1] = from_f<T>(b);
+    *reinterpret_cast<unsigned*>(p) = r;
+  }
+}
+
+// dst[r][c] = src[r][c] for a rows x cols fp32 tile in shared memory (rows 16-byte
+// aligned) going out to global memory in the dtype of dst, four elements per
+// store; cols and the global row stride are multiples of 4. No barrier.
+template <typename T>
+__device__ __forceinline__ void store_tile(T* dst, int64_t ld, const float* src, int lds,
+                                           int rows, int cols) {
+  const int quads = cols / 4;
+  for (int idx = threadIdx.x; idx < rows * quads; idx += blockDim.x) {
+    const int r = idx / quads, c = (idx - r * quads) * 4;
+    store4(dst + r * ld + c, *reinterpret_cast<const float4*>(src + r * lds + c));
+  }
+}
+
 // Padded leading dimensions: +8 elements for 16-bit tensor-core operands,
 // +4 for fp32 (WMMA needs multiples of 8 / 4), +1 for fp32 buffers that are
 // only read elementwise down a column (no bank conflicts).

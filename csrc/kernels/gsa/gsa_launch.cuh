@@ -1,5 +1,6 @@
-// Host-side launch helpers of the GSA CUDA kernels: the chunk map view of a plan
-// and the dynamic shared-memory opt-in, checked against the device's limit.
+// Host-side launch helpers of the GSA CUDA kernels: the chunk map view of a plan,
+// the dynamic shared-memory opt-in, checked against the device's limit, and the
+// dispatch on the input dtype.
 #pragma once
 
 #include "kernels/gsa/gsa_common.cuh"
@@ -21,6 +22,17 @@ void set_smem(Kernel kernel, size_t bytes, const char* name) {
                 " bytes of shared memory per block, the device allows ", max_optin);
   RAVENSP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(bytes)));
+}
+
+// f(static_cast<T*>(nullptr)) with T the element type of dtype: generic lambdas
+// take the type from the pointer (std::remove_pointer_t<decltype(ptr)>).
+template <typename F>
+void with_dtype(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::kBFloat16: f(static_cast<__nv_bfloat16*>(nullptr)); break;
+    case DType::kFloat16: f(static_cast<__half*>(nullptr)); break;
+    default: f(static_cast<float*>(nullptr)); break;
+  }
 }
 
 }  // namespace ravensp::kernels::gsa_cuda

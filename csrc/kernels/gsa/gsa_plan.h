@@ -18,9 +18,13 @@ class Carver {
   explicit Carver(void* base) : base_(static_cast<char*>(base)) {}
   template <typename T>
   T* take(int64_t count) {
+    return static_cast<T*>(take_raw(count, sizeof(T)));
+  }
+  // count elements of `bytes_each` bytes (a dtype known only at run time).
+  void* take_raw(int64_t count, size_t bytes_each) {
     const size_t at = offset_;
-    offset_ += (static_cast<size_t>(count) * sizeof(T) + 255) / 256 * 256;
-    return base_ ? reinterpret_cast<T*>(base_ + at) : nullptr;
+    offset_ += (static_cast<size_t>(count) * bytes_each + 255) / 256 * 256;
+    return base_ ? static_cast<void*>(base_ + at) : nullptr;
   }
   size_t bytes() const { return offset_; }
 
@@ -35,17 +39,24 @@ struct Plan {
   const int64_t* cu = nullptr;  // device token offsets or nullptr
   int64_t* seq_chunk_off = nullptr;  // [N + 1]
   int32_t* chunk_seq = nullptr;      // [NC]
-  float* hk = nullptr;  // [NC, H, K, M] chunk-start key states (local states before the scan)
-  float* hv = nullptr;  // [NC, H, M, V]
+  // Per-chunk states in the input dtype: every consumer multiplies them on the
+  // tensor cores in that dtype anyway, and they were most of the chunk kernels'
+  // memory traffic in fp32. The scans and walks that make them keep their
+  // running state in fp32 registers and round once per chunk.
+  void* hk = nullptr;   // [NC, H, K, M] chunk-start key states (local states before the scan)
+  void* hv = nullptr;   // [NC, H, M, V]
   float* gl = nullptr;  // [NC, H, M] total log decay of each chunk
 };
 
-// Backward-only buffers (fp32).
+// Bytes of one element of the per-chunk states (the input dtype's).
+inline size_t state_bytes(DType dtype) { return dtype == DType::kFloat32 ? 4 : 2; }
+
+// Backward-only buffers (fp32 unless said otherwise).
 struct BwdBufs {
   float* fin_k = nullptr;  // [N, H, K, M] final states (the end state of each last chunk)
   float* fin_v = nullptr;  // [N, H, M, V]
-  float* dhk = nullptr;    // [NC, H, K, M] gradient at each chunk's end state
-  float* dhv = nullptr;    // [NC, H, M, V]
+  void* dhk = nullptr;     // [NC, H, K, M] gradient at each chunk's end state (input dtype)
+  void* dhv = nullptr;     // [NC, H, M, V]
   float* du = nullptr;     // [tokens, H, M] gradient of the pre-softmax scores
   float* dgca = nullptr;   // [tokens, H, M] p * dp + u * du, less s * the intra-chunk ds after pairs
                            // (the decay gradient's summand without its state part)
@@ -74,7 +85,9 @@ void launch_local_states(const Plan& plan, const void* k, const void* v, const v
 // and each chunk: the sequence start to the chunk's start (forward) or the
 // chunk's end to the sequence end (reverse); the split phases shift the chunk
 // states by an initial state (or gradient) decayed by it.
-void launch_combine(const Plan& plan, bool reverse, float* bk, float* bv, const float* init_k,
+// bk / bv are per-chunk state buffers in the input dtype (Plan::hk); the running
+// state is fp32, as are init and out.
+void launch_combine(const Plan& plan, bool reverse, void* bk, void* bv, const float* init_k,
                     const float* init_v, float* out_k, float* out_v, cudaStream_t stream,
                     float* gcum = nullptr);
 
@@ -101,9 +114,10 @@ void launch_pass2(const Plan& plan, const GsaFwdParams& P, const float* p, cudaS
 // incoming state per sequence (nullptr: zero).
 void launch_inter_softmax(const Plan& plan, const GsaFwdParams& P, const float* gcum, float* p,
                           cudaStream_t stream);
-// bk[j] += exp(gcum[j]) (.) vk[seq(j)], bv likewise (null vectors are skipped).
+// bk[j] += exp(gcum[j]) (.) vk[seq(j)], bv likewise (null vectors are skipped);
+// bk / bv in the input dtype, vk / vv fp32.
 void launch_shift_states(const Plan& plan, const float* gcum, const float* vk, const float* vv,
-                         float* bk, float* bv, cudaStream_t stream);
+                         void* bk, void* bv, cudaStream_t stream);
 
 // gsa_bwd_scores.cu: per chunk du, p*dp + u*du, and the local state gradients
 // (written into b.dhk / b.dhv before the reverse scan).

@@ -80,44 +80,47 @@ __global__ void __launch_bounds__(kThreads) inter_softmax_kernel(
 // grid (NC * H): one block per chunk and head adds exp(gcum[j]) (.) vk[n(j)] to
 // the chunk's key state and exp(gcum[j]) (.) vv[n(j)] to its value state, the
 // decay indexed by each element's slot; a null vector leaves its state alone.
-// Bandwidth-bound: 16-byte accesses, four in flight per thread.
+// The states are in the input dtype, the vectors fp32; the sum is formed in
+// fp32 and rounded once. Bandwidth-bound: four elements per access, four
+// accesses in flight per thread.
+template <typename T>
 __global__ void __launch_bounds__(kThreads) shift_states_kernel(
     const int32_t* __restrict__ chunk_seq, int H, int K, int V, int M,
     const float* __restrict__ gcum, const float* __restrict__ vk, const float* __restrict__ vv,
-    float* bk, float* bv) {
+    T* bk, T* bv) {
   __shared__ float decay[kMaxSlots];
   const int64_t unit = blockIdx.x, j = unit / H, h = unit % H, n = chunk_seq[j];
   for (int m = threadIdx.x; m < M; m += blockDim.x) decay[m] = __expf(gcum[unit * M + m]);
   __syncthreads();
   const int64_t KM = static_cast<int64_t>(K) * M, MV = static_cast<int64_t>(M) * V;
   if (vk != nullptr) {  // element (k, m) at k * M + m: a float4 spans slots m..m+3
-    float4* b = reinterpret_cast<float4*>(bk + unit * KM);
+    T* b = bk + unit * KM;
     const float4* x = reinterpret_cast<const float4*>(vk + (n * H + h) * KM);
 #pragma unroll 4
     for (int i = threadIdx.x; i < KM / 4; i += blockDim.x) {
       const int m = (4 * i) % M;
-      float4 a = b[i];
+      float4 a = load4(b + 4 * i);
       const float4 y = __ldg(x + i);
       a.x = fmaf(decay[m], y.x, a.x);
       a.y = fmaf(decay[m + 1], y.y, a.y);
       a.z = fmaf(decay[m + 2], y.z, a.z);
       a.w = fmaf(decay[m + 3], y.w, a.w);
-      b[i] = a;
+      store4(b + 4 * i, a);
     }
   }
   if (vv != nullptr) {  // element (m, v) at m * V + v: a float4 stays in slot m
-    float4* b = reinterpret_cast<float4*>(bv + unit * MV);
+    T* b = bv + unit * MV;
     const float4* x = reinterpret_cast<const float4*>(vv + (n * H + h) * MV);
 #pragma unroll 4
     for (int i = threadIdx.x; i < MV / 4; i += blockDim.x) {
       const float d = decay[(4 * i) / V];
-      float4 a = b[i];
+      float4 a = load4(b + 4 * i);
       const float4 y = __ldg(x + i);
       a.x = fmaf(d, y.x, a.x);
       a.y = fmaf(d, y.y, a.y);
       a.z = fmaf(d, y.z, a.z);
       a.w = fmaf(d, y.w, a.w);
-      b[i] = a;
+      store4(b + 4 * i, a);
     }
   }
 }
@@ -145,13 +148,18 @@ void launch_inter_softmax(const Plan& pl, const GsaFwdParams& P, const float* gc
 }
 
 void launch_shift_states(const Plan& pl, const float* gcum, const float* vk, const float* vv,
-                         float* bk, float* bv, cudaStream_t stream) {
+                         void* bk, void* bv, cudaStream_t stream) {
   if (vk == nullptr && vv == nullptr) return;
   RAVENSP_CHECK(pl.M <= kMaxSlots && pl.M % 4 == 0 && pl.V % 4 == 0,
                 "gsa shift_states: needs M <= ", kMaxSlots, " and M, V multiples of 4, got M=",
                 pl.M, " V=", pl.V);
-  shift_states_kernel<<<dim3(pl.NC * pl.H), kThreads, 0, stream>>>(pl.chunk_seq, pl.H, pl.K, pl.V, pl.M, gcum,
-                                                     vk, vv, bk, bv);
+  auto launch = [&](auto* typed) {
+    using T = std::remove_pointer_t<decltype(typed)>;
+    shift_states_kernel<T><<<dim3(pl.NC * pl.H), kThreads, 0, stream>>>(
+        pl.chunk_seq, pl.H, pl.K, pl.V, pl.M, gcum, vk, vv, static_cast<T*>(bk),
+        static_cast<T*>(bv));
+  };
+  with_dtype(pl.dtype, launch);
   RAVENSP_LAUNCH_CHECK("gsa shift_states_kernel");
 }
 

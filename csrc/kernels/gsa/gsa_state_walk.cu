@@ -74,8 +74,8 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
     const float* __restrict__ wbuf, const float* __restrict__ gl,
-    const float* __restrict__ init_k, const float* __restrict__ init_v, float* __restrict__ hk,
-    float* __restrict__ hv, float* __restrict__ out_k, float* __restrict__ out_v) {
+    const float* __restrict__ init_k, const float* __restrict__ init_v, T* __restrict__ hk,
+    T* __restrict__ hv, float* __restrict__ out_k, float* __restrict__ out_v) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const WalkSmem<T> L_(M);
   constexpr int C = kWalkCols;
@@ -121,7 +121,7 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     Hs[i * L_.ldh + j] = init != nullptr ? init[nh * size + off + i * ld + j] : 0.f;
   }
   if (nc > 0) issue(0, 0);
-  float* state = is_k ? hk : hv;
+  T* state = is_k ? hk : hv;
   const int quads = cols / 4;
   for (int c = 0; c < nc; ++c) {
     const int b = c & 1;
@@ -137,7 +137,7 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     for (int idx = threadIdx.x; idx < rows * quads; idx += blockDim.x) {
       const int i = idx / quads, j = (idx - i * quads) * 4;
       float4 x = *reinterpret_cast<const float4*>(Hs + i * L_.ldh + j);
-      *reinterpret_cast<float4*>(state + unit * size + off + i * ld + j) = x;
+      store4(state + unit * size + off + i * ld + j, x);
       if (is_k) {  // decay by column (slot)
         x.x *= __expf(gL[j]), x.y *= __expf(gL[j + 1]), x.z *= __expf(gL[j + 2]),
             x.w *= __expf(gL[j + 3]);
@@ -173,8 +173,8 @@ template <typename T, int NT>
 __global__ void __launch_bounds__(kThreads) state_walk_regs_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
     const float* __restrict__ wbuf, const float* __restrict__ gl,
-    const float* __restrict__ init_k, const float* __restrict__ init_v, float* __restrict__ hk,
-    float* __restrict__ hv, float* __restrict__ out_k, float* __restrict__ out_v) {
+    const float* __restrict__ init_k, const float* __restrict__ init_v, T* __restrict__ hk,
+    T* __restrict__ hv, float* __restrict__ out_k, float* __restrict__ out_v) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const WalkSmem<T> L_(M);
   constexpr int C = kWalkCols;
@@ -224,7 +224,7 @@ __global__ void __launch_bounds__(kThreads) state_walk_regs_kernel(
     for (int e = 0; e < 4; ++e)
       acc[nt][e] = init != nullptr ? init[nh * size + off + row_of(e) * ld + col_of(nt, e)] : 0.f;
   if (nc > 0) issue(0, 0);
-  float* state = is_k ? hk : hv;
+  T* state = is_k ? hk : hv;
   for (int c = 0; c < nc; ++c) {
     const int b = c & 1;
     if (c + 1 < nc) {
@@ -235,13 +235,13 @@ __global__ void __launch_bounds__(kThreads) state_walk_regs_kernel(
     }
     const int64_t unit = (first + c) * H + h;
     const float* gL = GL + b * kTile;
-    float* out = state + unit * size + off;
+    T* out = state + unit * size + off;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; e += 2) {  // (e, e + 1): two adjacent columns of one row
         const int i = row_of(e), j = col_of(nt, e);
-        *reinterpret_cast<float2*>(out + i * ld + j) = make_float2(acc[nt][e], acc[nt][e + 1]);
+        store2(out + i * ld + j, acc[nt][e], acc[nt][e + 1]);
         if (is_k) {  // decay by column (slot)
           acc[nt][e] *= __expf(gL[j]);
           acc[nt][e + 1] *= __expf(gL[j + 1]);
@@ -283,7 +283,7 @@ void walk_typed(const Plan& p, const void* k, const void* v, const void* s, cons
       set_smem(kernel, smem, "gsa state_walk_regs_kernel");
       kernel<<<grid, kThreads, smem, stream>>>(
           chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v),
-          wbuf, p.gl, init_k, init_v, p.hk, p.hv, out_k, out_v);
+          wbuf, p.gl, init_k, init_v, static_cast<T*>(p.hk), static_cast<T*>(p.hv), out_k, out_v);
     };
     if (MS == kTile) launch(state_walk_regs_kernel<T, 2>);
     else launch(state_walk_regs_kernel<T, 1>);
@@ -293,7 +293,7 @@ void walk_typed(const Plan& p, const void* k, const void* v, const void* s, cons
   set_smem(state_walk_kernel<T>, smem, "gsa state_walk_kernel");
   state_walk_kernel<T><<<grid, kThreads, smem, stream>>>(
       chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v), wbuf,
-      p.gl, init_k, init_v, p.hk, p.hv, out_k, out_v);
+      p.gl, init_k, init_v, static_cast<T*>(p.hk), static_cast<T*>(p.hv), out_k, out_v);
   RAVENSP_LAUNCH_CHECK("gsa state_walk_kernel");
 }
 

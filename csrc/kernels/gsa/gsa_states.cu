@@ -39,25 +39,35 @@ __global__ void chunk_map_kernel(const int64_t* cu, int64_t N, int64_t T, int64_
   }
 }
 
+// Floats before W in local_states' shared memory: the chunk decay G, which
+// becomes the fp32 staging of each product tile once W is formed.
+__host__ __device__ constexpr int local_states_g_floats(int MS) {
+  return kChunk * ld_ew(MS) + 32 > kChunk * ld_of<float>(kTile) ? kChunk * ld_ew(MS) + 32
+                                                                 : kChunk * ld_of<float>(kTile);
+}
+
 // grid (NC, H, M / MS): the local states of one chunk in one slot slice, from
 // W = s * exp(G_L - G): one 64-row tile of Hk (K/64 of them) or 64-column tile
 // of Hv (V/64) after another. The slice's decay and W are computed once per
 // block; the next k or v tile is in flight (cp.async into the other of two tile
-// buffers, no registers held) while the block multiplies the current one.
-// One slice per block (44 KB, 64 registers: four blocks per SM at any M): at
+// buffers, no registers held) while the block multiplies the current one. A
+// product lands in shared memory (fp32, where G was) and goes out in the input
+// dtype, 8 bytes per thread and store.
+// One slice per block (45 KB, 64 registers: four blocks per SM at any M): at
 // M = 256 a block that walked the four slices held W for all of them (68 KB,
 // three per SM) and built their decays one after another.
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 4) local_states_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
-    const T* __restrict__ s, const T* __restrict__ g, float* hk, float* hv, float* gl) {
+    const T* __restrict__ s, const T* __restrict__ g, T* hk, T* hv, float* gl) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const ChunkPos cp = chunk_pos(cm, blockIdx.x);
   const int h = blockIdx.y;
   const int MS = slice_of(M), m0 = blockIdx.z * MS, ldg = ld_ew(MS), ldw = ld_of<T>(MS),
-            ldx = ld_of<T>(kTile);
+            ldx = ld_of<T>(kTile), lds = ld_of<float>(kTile);
   float* G = reinterpret_cast<float*>(smem_raw);
-  T* W = reinterpret_cast<T*>(G + kChunk * ldg + 32);
+  float* Stage = G;  // once W is formed
+  T* W = reinterpret_cast<T*>(G + local_states_g_floats(MS));
   T* const X0 = W + kChunk * ldw + 64;  // two tile buffers, X0 and X0 + kChunk * ldx
   auto X = [&](int z) { return X0 + (z & 1) * kChunk * ldx; };
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
@@ -77,18 +87,21 @@ __global__ void __launch_bounds__(kThreads, 4) local_states_kernel(
   for (int m = threadIdx.x; m < MS; m += blockDim.x)
     gl[unit * M + m0 + m] = G[(kChunk - 1) * ldg + m];
   for (int z = 0; z < nz; ++z) {
-    // Tile z has landed, W is complete, and every warp is done with tile z - 1's buffer.
+    // Tile z has landed, W is complete (G is free), and every warp is done with
+    // tile z - 1's buffer and the staging.
     async_wait();
     if (z + 1 < nz)
       async_tile(X(z + 1), ldx, tile_src(z + 1), rowX[z + 1 >= nk], kChunk, cp.L, kTile);
     const T* Xz = X(z);
-    if (z < nk) {
-      block_mma<true, false>(hk + unit * K * M + static_cast<int64_t>(z) * kTile * M + m0, M, Xz,
-                             ldx, W, ldw, kTile, MS, kChunk, false);
-    } else {
-      block_mma<true, false>(hv + unit * M * V + static_cast<int64_t>(m0) * V + (z - nk) * kTile,
-                             V, W, ldw, Xz, ldx, MS, kTile, kChunk, false);
-    }
+    if (z < nk) block_mma<true, false>(Stage, lds, Xz, ldx, W, ldw, kTile, MS, kChunk, false);
+    else block_mma<true, false>(Stage, lds, W, ldw, Xz, ldx, MS, kTile, kChunk, false);
+    __syncthreads();
+    if (z < nk)
+      store_tile(hk + unit * K * M + static_cast<int64_t>(z) * kTile * M + m0, M, Stage, lds,
+                 kTile, MS);
+    else
+      store_tile(hv + unit * M * V + static_cast<int64_t>(m0) * V + (z - nk) * kTile, V, Stage,
+                 lds, MS, kTile);
   }
 }
 
@@ -98,13 +111,15 @@ __device__ __forceinline__ float4 fma4(float4 a, float4 d, float4 b) {
 }
 
 // grid (N*H, ceil((K*M + M*V) / 1024)): one thread per four consecutive state
-// elements (one float4: four slots of a key-state row, or four columns of one
-// value-state slot) walks the sequence's chunks; buf[j] receives the running
-// value before chunk j. 16-byte accesses keep a warp's reads of one chunk in
-// one 512-byte run (the one-float version reached ~1.1 TB/s).
+// elements (four slots of a key-state row, or four columns of one value-state
+// slot) walks the sequence's chunks; buf[j] (input dtype) receives the running
+// value (fp32 in registers) before chunk j. Four-element accesses (16 bytes in
+// fp32, 8 in 16-bit) keep a warp's reads of one chunk in one run (the
+// one-element version reached ~1.1 TB/s).
+template <typename T>
 __global__ void __launch_bounds__(kThreads) combine_kernel(
-    const int64_t* __restrict__ off, int H, int K, int V, int M, bool reverse, float* bk,
-    float* bv, const float* __restrict__ gl, const float* __restrict__ init_k,
+    const int64_t* __restrict__ off, int H, int K, int V, int M, bool reverse, T* bk,
+    T* bv, const float* __restrict__ gl, const float* __restrict__ init_k,
     const float* __restrict__ init_v, float* out_k, float* out_v, float* gcum) {
   const int64_t nh = blockIdx.x, KM = static_cast<int64_t>(K) * M, MV = static_cast<int64_t>(M) * V;
   const int64_t e = 4 * (static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x);
@@ -113,10 +128,10 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(
   const bool is_k = e < KM;
   const int64_t el = is_k ? e : e - KM, size = is_k ? KM : MV;
   const int m = static_cast<int>(is_k ? el % M : el / V);  // first of the four slots (key)
-  float4* buf = reinterpret_cast<float4*>(is_k ? bk : bv);
+  T* buf = is_k ? bk : bv;
   const float* init = is_k ? init_k : init_v;
   float* out = is_k ? out_k : out_v;
-  const int64_t stride = H * size / 4, eoff = (h * size + el) / 4;
+  const int64_t stride = H * size, eoff = h * size + el;
   const int64_t first = off[n], nc = off[n + 1] - first;
   float4 run = init ? *reinterpret_cast<const float4*>(init + nh * size + el)
                     : make_float4(0.f, 0.f, 0.f, 0.f);
@@ -138,12 +153,12 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(
 #pragma unroll
     for (int u = 0; u < kGroup; ++u) {
       const int64_t j = chunk(step + u);
-      loc[u] = buf[j * stride + eoff];
+      loc[u] = load4(buf + j * stride + eoff);
       dec[u] = decay(j);
     }
 #pragma unroll
     for (int u = 0; u < kGroup; ++u) {
-      buf[chunk(step + u) * stride + eoff] = run;
+      store4(buf + chunk(step + u) * stride + eoff, run);
       run = fma4(run, dec[u], loc[u]);
     }
     if (gout != nullptr)
@@ -155,8 +170,8 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(
   }
   for (; step < nc; ++step) {
     const int64_t j = chunk(step);
-    const float4 loc = buf[j * stride + eoff], dec = decay(j);
-    buf[j * stride + eoff] = run;
+    const float4 loc = load4(buf + j * stride + eoff), dec = decay(j);
+    store4(buf + j * stride + eoff, run);
     run = fma4(run, dec, loc);
     if (gout != nullptr) {
       *reinterpret_cast<float4*>(gout + (j * H + h) * M + m) = lrun;
@@ -170,12 +185,13 @@ template <typename T>
 void local_states_typed(const Plan& p, const void* k, const void* v, const void* s, const void* g,
                         cudaStream_t stream) {
   const int MS = slice_of(static_cast<int>(p.M));
-  const size_t smem = (kChunk * ld_ew(MS) + 32) * sizeof(float) +
+  const size_t smem = local_states_g_floats(MS) * sizeof(float) +
                       (kChunk * ld_of<T>(MS) + 64 + 2 * kChunk * ld_of<T>(kTile)) * sizeof(T);
   set_smem(local_states_kernel<T>, smem, "gsa local_states");
   local_states_kernel<T><<<dim3(p.NC, p.H, p.M / MS), kThreads, smem, stream>>>(
       chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v),
-      static_cast<const T*>(s), static_cast<const T*>(g), p.hk, p.hv, p.gl);
+      static_cast<const T*>(s), static_cast<const T*>(g), static_cast<T*>(p.hk),
+      static_cast<T*>(p.hv), p.gl);
   RAVENSP_LAUNCH_CHECK("gsa local_states_kernel");
 }
 
@@ -204,8 +220,8 @@ Plan make_plan(const GsaShape& sh, DType dtype) {
 void carve_states(Plan& p, Carver& c) {
   p.seq_chunk_off = c.take<int64_t>(p.N + 1);
   p.chunk_seq = c.take<int32_t>(p.NC);
-  p.hk = c.take<float>(p.NC * p.H * p.K * p.M);
-  p.hv = c.take<float>(p.NC * p.H * p.M * p.V);
+  p.hk = c.take_raw(p.NC * p.H * p.K * p.M, state_bytes(p.dtype));
+  p.hv = c.take_raw(p.NC * p.H * p.M * p.V, state_bytes(p.dtype));
   p.gl = c.take<float>(p.NC * p.H * p.M);
 }
 
@@ -223,15 +239,20 @@ void launch_local_states(const Plan& p, const void* k, const void* v, const void
   }
 }
 
-void launch_combine(const Plan& p, bool reverse, float* bk, float* bv, const float* init_k,
+void launch_combine(const Plan& p, bool reverse, void* bk, void* bv, const float* init_k,
                     const float* init_v, float* out_k, float* out_v, cudaStream_t stream,
                     float* gcum) {
   const int64_t E = p.K * p.M + p.M * p.V;
   RAVENSP_CHECK(p.M % 4 == 0 && p.V % 4 == 0, "gsa combine: M and V must be multiples of 4, got M=",
                 p.M, " V=", p.V);
   dim3 grid(p.N * p.H, (E / 4 + kThreads - 1) / kThreads);
-  combine_kernel<<<grid, kThreads, 0, stream>>>(p.seq_chunk_off, p.H, p.K, p.V, p.M, reverse, bk,
-                                                bv, p.gl, init_k, init_v, out_k, out_v, gcum);
+  auto launch = [&](auto* typed) {
+    using T = std::remove_pointer_t<decltype(typed)>;
+    combine_kernel<T><<<grid, kThreads, 0, stream>>>(
+        p.seq_chunk_off, p.H, p.K, p.V, p.M, reverse, static_cast<T*>(bk), static_cast<T*>(bv),
+        p.gl, init_k, init_v, out_k, out_v, gcum);
+  };
+  with_dtype(p.dtype, launch);
   RAVENSP_LAUNCH_CHECK("gsa combine_kernel");
 }
 
