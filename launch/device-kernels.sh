@@ -90,7 +90,7 @@ if [ "$SHAPES" != "none" ]; then
   PYTHONPATH=$PWD/.fla:$PYTHONPATH python3 -m ravensp.bench.kernels --out "$OUT/kernels.json" \
     --shapes "$SHAPES" ${PROFILE:+--profile} > "$OUT/bench.log" 2>&1
   echo "bench rc=$? in $(( $(date +%s) - start )) s"
-  [ -n "${PROFILE:-}" ] && grep -A14 "Self CUDA" "$OUT/bench.log" | sed -E 's/ravensp::kernels::gsa_cuda::\(anonymous namespace\):://' | cut -c1-92,150-185
+  [ -n "${PROFILE:-}" ] && grep -A19 "^per-kernel" "$OUT/bench.log" | grep -v -- "-----" | sed -E 's/ravensp::kernels::gsa_cuda::\(anonymous namespace\):://' | cut -c1-92,150-185
   tail -22 "$OUT/bench.log"
 fi
 

@@ -9,7 +9,7 @@
 //       are exchanged;
 //   (2) ds_state: after the reverse scan has put the gradient at each chunk's
 //       end state in dhk/dhv, the state part of ds, then dg; leaves
-//       W = s e^{G_L - G} in dgca;
+//       W = s e^{G_L - G} for (3) (w_row);
 //   (3) dq, dk, dv, one 64-column output tile per block (dq needs no state
 //       gradient either).
 #include "kernels/gsa/gsa_common.cuh"
@@ -32,6 +32,18 @@ constexpr int kDsSlice = 32;  // slot slice of ds_state (keeps its shared memory
 template <typename T>
 __device__ __forceinline__ T* row_view(float* rows, int64_t row_start) {
   return reinterpret_cast<T*>(rows + row_start);
+}
+
+// Where ds_state leaves W (slot m at [m]) for dqkv. 16-bit: the upper half of
+// du's row, free once pairs has put du e^G (as T) in the lower half, so each
+// slot slice of ds_state (one block each) writes bytes no other block reads.
+// (W over dgca's own row, which ds_state reads, raced: slot m's T lands on fp32
+// slot m / 2, another slice's.) fp32: dgca's row itself, slot on slot.
+template <typename T, typename F>
+__device__ __forceinline__ auto w_row(F* du, F* dgca, int64_t row_start, int M) {
+  using R = std::conditional_t<std::is_const_v<F>, const T, T>;
+  if constexpr (sizeof(T) == 4) return reinterpret_cast<R*>(dgca + row_start);
+  else return reinterpret_cast<R*>(du + row_start) + M;
 }
 
 // Slot slice of pairs: at 16 its four fp32 pair matrices, six slot-slice
@@ -148,11 +160,11 @@ struct DsStateSmem {
   }
 };
 
-// grid (NC, H): ds = ds_intra + e^{G_L - G} (.) (k dHk_end + v dHv_end^T) and
-// dg_t = sum_{t' >= t in the chunk} (dgca - s ds_state)_t' plus, at the last
-// token, the decay term sum Hk_end dHk_end + sum Hv_end dHv_end per slot.
-// Having read dgca, it leaves W = s e^{G_L - G} there, the operand of the state
-// parts of dk and dv.
+// grid (NC, H, M / 32), one 32-slot slice per block: ds = ds_intra +
+// e^{G_L - G} (.) (k dHk_end + v dHv_end^T) and dg_t = sum_{t' >= t in the
+// chunk} (dgca - s ds_state)_t' plus, at the last token, the decay term
+// sum Hk_end dHk_end + sum Hv_end dHv_end per slot. It leaves W = s e^{G_L - G}
+// at w_row, the operand of the state parts of dk and dv.
 // Three blocks per SM: 72 KB of shared memory (four at 54 KB without the
 // pipeline's second buffer set).
 template <typename T>
@@ -161,7 +173,7 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
     const T* __restrict__ s, const T* __restrict__ g, const T* __restrict__ hk,
     const T* __restrict__ hv, const float* __restrict__ fin_k,
     const float* __restrict__ fin_v, const T* __restrict__ dhk, const T* __restrict__ dhv,
-    float* __restrict__ dgca, T* __restrict__ ds, T* __restrict__ dg) {
+    float* __restrict__ du, float* __restrict__ dgca, T* __restrict__ ds, T* __restrict__ dg) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const DsStateSmem<T> L_;
   constexpr int MS = kDsSlice;
@@ -193,111 +205,104 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
   const T* dhv_end = dhv + unit * MV;
   const int nk = K / kTile, nv = V / kTile;
 
-  // The slices in order, in one block: W for slice m0 lands on the bytes of
-  // fp32 slots below m0 + MS (row_view), which must already have been read.
-  // One block per slice (tried) let a later slice's block overwrite dgca that
-  // an earlier slice's block had yet to read.
-  for (int m0 = 0; m0 < M; m0 += MS) {
-    // The slice's g and s (into Xs, free until the products) and dgca in one
-    // round trip.
-    T* Graw = Xs;
-    T* Sraw = Xs + kChunk * MS;
-    async_tile(Graw, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
-    async_tile(Sraw, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
-    async_floats(Dg, L_.lde, dgca + tokM + m0, rowM, kChunk, cp.L, MS);
-    async_wait();
-    chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
-    convert_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
-    __syncthreads();
-    // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T, pipelined over the K and
-    // V tiles: a step's k or v tile and state-gradient tile are copied during
-    // the previous step's product.
-    pipelined_steps(
-        nk + nv,
-        [&](int z, int b) {
-          T* X = b ? X1 : Xs;
-          T* Y = b ? Y1 : Ys;
-          if (z < nk) {
-            async_tile(X, L_.ldx, k + tokK + z * kTile, rowK, kChunk, cp.L, kTile);
-            async_tile(Y, L_.ldx, dhk_end + static_cast<int64_t>(z) * kTile * M + m0,
-                       static_cast<int64_t>(M), kTile, kTile, MS);
-          } else {
-            async_tile(X, L_.ldx, v + tokV + (z - nk) * kTile, rowV, kChunk, cp.L, kTile);
-            async_tile(Y, L_.ldx, dhv_end + static_cast<int64_t>(m0) * V + (z - nk) * kTile,
-                       static_cast<int64_t>(V), MS, MS, kTile);
-          }
-        },
-        [&](int z, int b) {
-          const T* X = b ? X1 : Xs;
-          const T* Y = b ? Y1 : Ys;
-          if (z < nk)
-            block_mma<false, false>(Xc, L_.ldc, X, L_.ldx, Y, L_.ldx, kChunk, MS, kTile, z > 0);
-          else
-            block_mma<false, true>(Xc, L_.ldc, X, L_.ldx, Y, L_.ldx, kChunk, MS, kTile, true);
-        });
-    // The slice's intra ds (from bwd_pairs) is copied while the decay term's sums
-    // read the states.
-    T* Dsraw = Xs;
-    async_tile(Dsraw, MS, ds + tokM + m0, rowM, kChunk, cp.L, MS);
-    // Last-token decay term: sum_k Hk_end dHk_end + sum_v Hv_end dHv_end per slot.
-    // Both sums read along the states' contiguous dimension, several loads in
-    // flight per thread (Nsight Compute: 39 cycles per issued instruction when
-    // the V sum ran across slot rows, one row per lane).
-    {
-      // (A uniform branch per load: a generic lambda instantiated for both end
-      // states spilled registers.)
-      auto hk_end = [&](int64_t at) { return last ? hk_fin[at] : to_f(hk_next[at]); };
-      auto hv_end = [&](int64_t at) { return last ? hv_fin[at] : to_f(hv_next[at]); };
-      const int m = threadIdx.x % MS, part = threadIdx.x / MS, parts = kThreads / MS;
-      float acc = 0.f;
+  const int m0 = static_cast<int>(blockIdx.z) * MS;
+  // The slice's g and s (into Xs, free until the products) and dgca in one
+  // round trip.
+  T* Graw = Xs;
+  T* Sraw = Xs + kChunk * MS;
+  async_tile(Graw, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
+  async_tile(Sraw, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
+  async_floats(Dg, L_.lde, dgca + tokM + m0, rowM, kChunk, cp.L, MS);
+  async_wait();
+  chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
+  convert_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
+  __syncthreads();
+  // Xc = k dHk_end[:, slice] + v dHv_end[slice, :]^T, pipelined over the K and
+  // V tiles: a step's k or v tile and state-gradient tile are copied during
+  // the previous step's product.
+  pipelined_steps(
+      nk + nv,
+      [&](int z, int b) {
+        T* X = b ? X1 : Xs;
+        T* Y = b ? Y1 : Ys;
+        if (z < nk) {
+          async_tile(X, L_.ldx, k + tokK + z * kTile, rowK, kChunk, cp.L, kTile);
+          async_tile(Y, L_.ldx, dhk_end + static_cast<int64_t>(z) * kTile * M + m0,
+                     static_cast<int64_t>(M), kTile, kTile, MS);
+        } else {
+          async_tile(X, L_.ldx, v + tokV + (z - nk) * kTile, rowV, kChunk, cp.L, kTile);
+          async_tile(Y, L_.ldx, dhv_end + static_cast<int64_t>(m0) * V + (z - nk) * kTile,
+                     static_cast<int64_t>(V), MS, MS, kTile);
+        }
+      },
+      [&](int z, int b) {
+        const T* X = b ? X1 : Xs;
+        const T* Y = b ? Y1 : Ys;
+        if (z < nk)
+          block_mma<false, false>(Xc, L_.ldc, X, L_.ldx, Y, L_.ldx, kChunk, MS, kTile, z > 0);
+        else
+          block_mma<false, true>(Xc, L_.ldc, X, L_.ldx, Y, L_.ldx, kChunk, MS, kTile, true);
+      });
+  // The slice's intra ds (from bwd_pairs) is copied while the decay term's sums
+  // read the states.
+  T* Dsraw = Xs;
+  async_tile(Dsraw, MS, ds + tokM + m0, rowM, kChunk, cp.L, MS);
+  // Last-token decay term: sum_k Hk_end dHk_end + sum_v Hv_end dHv_end per slot.
+  // Both sums read along the states' contiguous dimension, several loads in
+  // flight per thread (Nsight Compute: 39 cycles per issued instruction when
+  // the V sum ran across slot rows, one row per lane).
+  {
+    // (A uniform branch per load: a generic lambda instantiated for both end
+    // states spilled registers.)
+    auto hk_end = [&](int64_t at) { return last ? hk_fin[at] : to_f(hk_next[at]); };
+    auto hv_end = [&](int64_t at) { return last ? hv_fin[at] : to_f(hv_next[at]); };
+    const int m = threadIdx.x % MS, part = threadIdx.x / MS, parts = kThreads / MS;
+    float acc = 0.f;
 #pragma unroll 8
-      for (int kk = part; kk < K; kk += parts) {
-        const int64_t at = static_cast<int64_t>(kk) * M + m0 + m;
-        acc = fmaf(hk_end(at), to_f(dhk_end[at]), acc);
-      }
-      red[part * MS + m] = acc;
-      // Hv is [M][V]: one warp per slot row, the lanes along V.
-      const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-      for (int mm = warp; mm < MS; mm += kThreads / 32) {
-        const int64_t row = static_cast<int64_t>(m0 + mm) * V;
-        float a = 0.f;
+    for (int kk = part; kk < K; kk += parts) {
+      const int64_t at = static_cast<int64_t>(kk) * M + m0 + m;
+      acc = fmaf(hk_end(at), to_f(dhk_end[at]), acc);
+    }
+    red[part * MS + m] = acc;
+    // Hv is [M][V]: one warp per slot row, the lanes along V.
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int mm = warp; mm < MS; mm += kThreads / 32) {
+      const int64_t row = static_cast<int64_t>(m0 + mm) * V;
+      float a = 0.f;
 #pragma unroll 4
-        for (int vv = lane; vv < V; vv += 32)
-          a = fmaf(hv_end(row + vv), to_f(dhv_end[row + vv]), a);
-        for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
-        if (lane == 0) red[kThreads + mm] = a;
-      }
+      for (int vv = lane; vv < V; vv += 32)
+        a = fmaf(hv_end(row + vv), to_f(dhv_end[row + vv]), a);
+      for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+      if (lane == 0) red[kThreads + mm] = a;
     }
-    async_wait();
-    for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
-      const int t = idx / MS, m = idx - t * MS;
-      const int64_t at = tokM + t * rowM + m0 + m;
-      const float GL = Gs[(kChunk - 1) * L_.lde + m];
-      const float dst = __expf(GL - Gs[t * L_.lde + m]) * Xc[t * L_.ldc + m];
-      ds[at] = from_f<T>(to_f<T>(Dsraw[t * MS + m]) + dst);
-      float dgc = Dg[t * L_.lde + m] - Ss[t * L_.lde + m] * dst;
-      if (t == cp.L - 1) {
-        for (int pr = 0; pr < kThreads / MS; ++pr) dgc += red[pr * MS + m];
-        dgc += red[kThreads + m];
-      }
-      Dg[t * L_.lde + m] = dgc;
+  }
+  async_wait();
+  for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
+    const int t = idx / MS, m = idx - t * MS;
+    const int64_t at = tokM + t * rowM + m0 + m;
+    const float GL = Gs[(kChunk - 1) * L_.lde + m];
+    const float dst = __expf(GL - Gs[t * L_.lde + m]) * Xc[t * L_.ldc + m];
+    ds[at] = from_f<T>(to_f<T>(Dsraw[t * MS + m]) + dst);
+    float dgc = Dg[t * L_.lde + m] - Ss[t * L_.lde + m] * dst;
+    if (t == cp.L - 1) {
+      for (int pr = 0; pr < kThreads / MS; ++pr) dgc += red[pr * MS + m];
+      dgc += red[kThreads + m];
     }
-    __syncthreads();
-    for (int m = threadIdx.x; m < MS; m += blockDim.x) {
-      float acc = 0.f;
-      for (int t = cp.L - 1; t >= 0; --t) {
-        acc += Dg[t * L_.lde + m];
-        dg[tokM + t * rowM + m0 + m] = from_f<T>(acc);
-      }
+    Dg[t * L_.lde + m] = dgc;
+  }
+  __syncthreads();
+  for (int m = threadIdx.x; m < MS; m += blockDim.x) {
+    float acc = 0.f;
+    for (int t = cp.L - 1; t >= 0; --t) {
+      acc += Dg[t * L_.lde + m];
+      dg[tokM + t * rowM + m0 + m] = from_f<T>(acc);
     }
-    // dgca is read: W = s e^{G_L - G} in its place (as T, row_view), the operand
-    // of dk and dv.
-    for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
-      const int t = idx / MS, m = idx - t * MS;
-      row_view<T>(dgca, tokM + t * rowM)[m0 + m] = from_f<T>(
-          Ss[t * L_.lde + m] * __expf(Gs[(kChunk - 1) * L_.lde + m] - Gs[t * L_.lde + m]));
-    }
-    __syncthreads();
+  }
+  // W = s e^{G_L - G}, the operand of dk and dv.
+  for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
+    const int t = idx / MS, m = idx - t * MS;
+    w_row<T>(du, dgca, tokM + t * rowM, M)[m0 + m] = from_f<T>(
+        Ss[t * L_.lde + m] * __expf(Gs[(kChunk - 1) * L_.lde + m] - Gs[t * L_.lde + m]));
   }
 }
 
@@ -313,7 +318,7 @@ struct DqkvSmem {
 
 // grid (NC, H, nz): tile z0 + z of [dq columns (K/64) | dk columns | dv columns].
 // Every operand comes prepared, as T: scale du e^G (left in du by pairs), W (left
-// in dgca by ds_state), scale Bm and A2, so the 3 (K/64) + V/64 blocks of a chunk
+// at w_row by ds_state), scale Bm and A2, so the 3 (K/64) + V/64 blocks of a chunk
 // neither rebuild the chunk's decay nor convert anything.
 //   dq = (scale e^G du) Hk^T + (scale Bm) k    dk = (scale Bm)^T q + W dHk_end^T
 //   dv = A2^T dO + W dHv_end                   W = s exp(G_L - G)
@@ -323,7 +328,7 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ q,
     const T* __restrict__ k, const T* __restrict__ dout, const T* __restrict__ hk,
     const T* __restrict__ dhk, const T* __restrict__ dhv,
-    const float* __restrict__ du_eg, const float* __restrict__ w, const float* __restrict__ bm,
+    const float* __restrict__ du_eg, const float* __restrict__ dgca, const float* __restrict__ bm,
     const float* __restrict__ a2, T* __restrict__ dq, T* __restrict__ dk, T* __restrict__ dv,
     int z0) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -354,7 +359,8 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
   if (which == 1) async_tile(Xs, L_.ldx, q + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
   if (which == 2) async_tile(Xs, L_.ldx, dout + tokV + ct * kTile, rowV, kChunk, cp.L, kTile);
   // The T rows inside the fp32 token buffers (row_view): rowM floats apart.
-  const T* op = reinterpret_cast<const T*>((which == 0 ? du_eg : w) + tokM);
+  const T* op = which == 0 ? reinterpret_cast<const T*>(du_eg + tokM)
+                           : w_row<T>(du_eg, dgca, tokM, M);
   const int64_t op_stride = rowM * static_cast<int64_t>(sizeof(float) / sizeof(T));
   for (int m0 = 0; m0 < M; m0 += MS) {
     async_tile(Op, L_.ldx, op + m0, op_stride, kChunk, cp.L, MS);
@@ -403,11 +409,12 @@ void ds_state_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b,
                     cudaStream_t stream) {
   const size_t smem = DsStateSmem<T>().bytes();
   set_smem(bwd_ds_state_kernel<T>, smem, "gsa bwd_ds_state_kernel");
-  bwd_ds_state_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
+  bwd_ds_state_kernel<T><<<dim3(pl.NC, pl.H, pl.M / kDsSlice), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<const T*>(P.k),
       static_cast<const T*>(P.v), static_cast<const T*>(P.s), static_cast<const T*>(P.g),
       static_cast<const T*>(pl.hk), static_cast<const T*>(pl.hv), b.fin_k, b.fin_v,
-      static_cast<const T*>(b.dhk), static_cast<const T*>(b.dhv), b.dgca, static_cast<T*>(P.ds),
+      static_cast<const T*>(b.dhk), static_cast<const T*>(b.dhv), b.du, b.dgca,
+      static_cast<T*>(P.ds),
       static_cast<T*>(P.dg));
   RAVENSP_LAUNCH_CHECK("gsa bwd_ds_state_kernel");
 }

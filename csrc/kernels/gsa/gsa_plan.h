@@ -57,7 +57,9 @@ struct BwdBufs {
   float* fin_v = nullptr;  // [N, H, M, V]
   void* dhk = nullptr;     // [NC, H, K, M] gradient at each chunk's end state (input dtype)
   void* dhv = nullptr;     // [NC, H, M, V]
-  float* du = nullptr;     // [tokens, H, M] gradient of the pre-softmax scores
+  float* du = nullptr;     // [tokens, H, M] gradient of the pre-softmax scores; after
+                           // pairs, each row holds scale du e^G (T) in its lower half and,
+                           // after ds_state, W (T, 16-bit inputs) in its upper half
   float* dgca = nullptr;   // [tokens, H, M] p * dp + u * du, less s * the intra-chunk ds after pairs
                            // (the decay gradient's summand without its state part)
   // [NC, H, 64, 64] fp32 areas of the pair matrices. bwd_scores leaves q k^T in bm

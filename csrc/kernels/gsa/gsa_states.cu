@@ -48,11 +48,15 @@ __host__ __device__ constexpr int local_states_g_floats(int MS) {
 
 // grid (NC, H, M / MS): the local states of one chunk in one slot slice, from
 // W = s * exp(G_L - G): one 64-row tile of Hk (K/64 of them) or 64-column tile
-// of Hv (V/64) after another. The slice's decay and W are computed once per
-// block; the next k or v tile is in flight (cp.async into the other of two tile
-// buffers, no registers held) while the block multiplies the current one. A
-// product lands in shared memory (fp32, where G was) and goes out in the input
-// dtype, 8 bytes per thread and store.
+// of Hv (V/64) after another. The slice's s and g tiles arrive by cp.async with
+// the first k tile (s into W, which is formed in place, g into the second tile
+// buffer), one memory round trip: read from global memory one row per
+// iteration, they were a chain of dependent loads as long as the kernel's
+// products (the grid is about one wave, so a block's latency is the kernel's
+// time). The next k or v tile is in flight (cp.async into the other of two
+// tile buffers, no registers held) while the block multiplies the current one.
+// A product lands in shared memory (fp32, where G was) and goes out in the
+// input dtype, 8 bytes per thread and store.
 // One slice per block (45 KB, 64 registers: four blocks per SM at any M): at
 // M = 256 a block that walked the four slices held W for all of them (68 KB,
 // three per SM) and built their decays one after another.
@@ -77,18 +81,21 @@ __global__ void __launch_bounds__(kThreads, 4) local_states_kernel(
   };
   const int64_t rowX[2] = {static_cast<int64_t>(H) * K, static_cast<int64_t>(H) * V};
   async_tile(X(0), ldx, tile_src(0), rowX[0], kChunk, cp.L, kTile);
+  async_tile(W, ldw, s + tokM + m0, rowM, kChunk, cp.L, MS);
+  async_tile(X(1), ldx, g + tokM + m0, rowM, kChunk, cp.L, MS);
+  async_wait();
   const int64_t unit = cp.j * H + h;
-  chunk_decay<T>(G, ldg, g + tokM + m0, rowM, cp.L, MS);
+  chunk_decay<T>(G, ldg, X(1), ldx, cp.L, MS);
   for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
-    const int t = idx / MS, m = idx - t * MS;
-    const float sv = t < cp.L ? to_f<T>(s[tokM + t * rowM + m0 + m]) : 0.f;
-    W[t * ldw + m] = from_f<T>(sv * __expf(G[(kChunk - 1) * ldg + m] - G[t * ldg + m]));
+    const int t = idx / MS, m = idx - t * MS;  // rows >= L of s arrived as zeros
+    W[t * ldw + m] = from_f<T>(to_f<T>(W[t * ldw + m]) *
+                               __expf(G[(kChunk - 1) * ldg + m] - G[t * ldg + m]));
   }
   for (int m = threadIdx.x; m < MS; m += blockDim.x)
     gl[unit * M + m0 + m] = G[(kChunk - 1) * ldg + m];
   for (int z = 0; z < nz; ++z) {
     // Tile z has landed, W is complete (G is free), and every warp is done with
-    // tile z - 1's buffer and the staging.
+    // tile z - 1's buffer (or g's, at z = 0) and the staging.
     async_wait();
     if (z + 1 < nz)
       async_tile(X(z + 1), ldx, tile_src(z + 1), rowX[z + 1 >= nk], kChunk, cp.L, kTile);

@@ -1,8 +1,9 @@
 """GSA kernel benchmark: ravensp's CUDA chunk_gsa beside FLA's Triton chunk_gsa.
 
 Times forward and forward+backward with CUDA events after warm-up (median of
-repeats), in one process, on Raven-like inputs (bf16, fp32 states, decay
-g <= 0 with s = 1 - exp(g) on a sparse routing weight). FLA is used only when
+repeats), in one process, on Raven-like inputs (bf16, decay g <= 0 with
+s = 1 - exp(g) on a sparse routing weight); each fwd+bwd starts from .grad None,
+as a training step does. FLA is used only when
 importable (put its carried source on PYTHONPATH). Writes one JSON record per
 shape and implementation plus "speedup_fwdbwd_vs_fla" per shape.
 
@@ -74,6 +75,11 @@ def bench_impl(name, fn, shape, reps):
             fn(*ins)
 
     def fwdbwd():
+        # A training step starts from grad None (zero_grad's default); leaving the
+        # last repeat's .grad in place would time five elementwise adds into it
+        # (about 6% of ravensp's fwd+bwd at T=8K), which neither kernel does.
+        for t in ins:
+            t.grad = None
         o = fn(*ins)
         torch.autograd.backward(o, do)
 
@@ -108,7 +114,10 @@ def profile_kernels(shape):
     B, H, K, V, M, T = shape
     ins = make_inputs(*shape)
     do = torch.randn(B, T, H, V, device="cuda", dtype=torch.bfloat16)
-    step = lambda: torch.autograd.backward(ravensp.chunk_gsa(*ins, scale=1.0)[0], do)
+    def step():
+        for t in ins:
+            t.grad = None
+        torch.autograd.backward(ravensp.chunk_gsa(*ins, scale=1.0)[0], do)
     step()
     torch.cuda.synchronize()
     acts = [torch.profiler.ProfilerActivity.CUDA]
@@ -133,11 +142,13 @@ def main():
     ap.add_argument("--out", default="docs/benchmarks/kernels.json")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--shapes", default="all", help="'all' or comma list of indices into SHAPES")
-    ap.add_argument("--profile", action="store_true", help="per-kernel times of the first shape")
+    ap.add_argument("--profile", action="store_true", help="per-kernel times of each shape")
     args = ap.parse_args()
     shapes = SHAPES if args.shapes == "all" else [SHAPES[int(i)] for i in args.shapes.split(",")]
     if args.profile:
-        profile_kernels(shapes[0])
+        for shape in shapes:
+            print(f"per-kernel CUDA time, ravensp fwd+bwd, (B, H, K, V, M, T) = {shape}")
+            profile_kernels(shape)
     impls = implementations()
     records = []
     device = torch.cuda.get_device_name()
