@@ -32,9 +32,9 @@ class GsaChunkFunction : public torch::autograd::Function<GsaChunkFunction> {
                                const OptTensor& hk0, const OptTensor& hv0, const OptTensor& cu,
                                int64_t chunk_size) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [o, hkT, hvT, p] = gsa_chunk_fwd(q, k, v, s, g, scale, hk0, hv0, cu, chunk_size);
+    auto [o, hkT, hvT, p, lse] = gsa_chunk_fwd(q, k, v, s, g, scale, hk0, hv0, cu, chunk_size);
     ctx->save_for_backward({q, k, v, s, g, p, hk0.value_or(Tensor()), hv0.value_or(Tensor()),
-                            cu.value_or(Tensor())});
+                            cu.value_or(Tensor()), lse});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["chunk_size"] = chunk_size;
     ctx->saved_data["hk0_given"] = hk0.has_value() && hk0->defined();
@@ -49,7 +49,7 @@ class GsaChunkFunction : public torch::autograd::Function<GsaChunkFunction> {
     OptTensor hk0 = opt(saved[6]), hv0 = opt(saved[7]), cu = opt(saved[8]);
     Tensor grad_o = grads[0].defined() ? grads[0] : at::zeros_like(v);
     auto [dq, dk, dv, ds, dg, dhk0, dhv0] =
-        gsa_chunk_bwd(grad_o, opt(grads[1]), opt(grads[2]), q, k, v, s, g, p,
+        gsa_chunk_bwd(grad_o, opt(grads[1]), opt(grads[2]), q, k, v, s, g, p, opt(saved[9]),
                       ctx->saved_data["scale"].toDouble(), hk0, hv0, cu,
                       ctx->saved_data["chunk_size"].toInt());
     return {dq, dk, dv, ds, dg, Tensor(), state_grad(dhk0, hk0), state_grad(dhv0, hv0), Tensor(),
@@ -95,8 +95,8 @@ std::tuple<Tensor, Tensor, Tensor> gsa_chunk_plain(const Tensor& q, const Tensor
                                                    const Tensor& g, double scale,
                                                    const OptTensor& hk0, const OptTensor& hv0,
                                                    const OptTensor& cu, int64_t chunk_size) {
-  auto [o, hkT, hvT, p] = gsa_chunk_fwd(q, k, v, s, g, scale, hk0, hv0, cu, chunk_size);
-  return {o, hkT, hvT};
+  auto r = gsa_chunk_fwd(q, k, v, s, g, scale, hk0, hv0, cu, chunk_size);
+  return {std::get<0>(r), std::get<1>(r), std::get<2>(r)};
 }
 
 std::tuple<Tensor, Tensor, Tensor> gsa_recurrent_autograd(const Tensor& q, const Tensor& k,

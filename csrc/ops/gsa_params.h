@@ -17,14 +17,14 @@ struct GsaInputs {
 };
 
 struct GsaFwdOutputs {
-  at::Tensor o, hkT, hvT, p;  // p is empty ({0}) when the pass does not save it
+  at::Tensor o, hkT, hvT, p, lse;  // p and lse are empty ({0}) when the pass does not save them
 };
 
 struct GsaBwdOutputs {
   at::Tensor dq, dk, dv, ds, dg, dhk0, dhv0;
 };
 
-// o in the inputs' dtype; states and p in `accum`.
+// o in the inputs' dtype; states, p and lse in `accum`.
 GsaFwdOutputs alloc_fwd_outputs(const GsaArgs& a, const GsaInputs& in, at::ScalarType accum,
                                 bool with_p);
 GsaBwdOutputs alloc_bwd_outputs(const GsaArgs& a, const GsaInputs& in, at::ScalarType accum);
@@ -32,16 +32,19 @@ GsaBwdOutputs alloc_bwd_outputs(const GsaArgs& a, const GsaInputs& in, at::Scala
 kernels::GsaFwdParams fwd_params(const kernels::GsaShape& shape, const GsaInputs& in,
                                  const GsaFwdOutputs& out, at::ScalarType accum, double scale,
                                  int64_t chunk_size);
-// d_o: grad of o in the compute dtype; p (may be undefined), dhkT, dhvT in accum.
+// d_o: grad of o in the compute dtype; p, lse (either may be undefined), dhkT,
+// dhvT in accum.
 kernels::GsaBwdParams bwd_params(const kernels::GsaShape& shape, const GsaInputs& in,
-                                 const at::Tensor& p, const at::Tensor& d_o,
+                                 const at::Tensor& p, const at::Tensor& lse,
+                                 const at::Tensor& d_o,
                                  const at::Tensor& dhkT, const at::Tensor& dhvT,
                                  const GsaBwdOutputs& out, at::ScalarType accum, double scale,
                                  int64_t chunk_size);
 
 // The backward's extra arguments checked against the forward's shapes.
 void check_bwd_args(const char* fn, const GsaArgs& a, const at::Tensor& grad_o,
-                    const at::Tensor* p, const std::optional<at::Tensor>& grad_hkT,
+                    const at::Tensor* p, const std::optional<at::Tensor>& lse,
+                    const std::optional<at::Tensor>& grad_hkT,
                     const std::optional<at::Tensor>& grad_hvT, const at::Tensor& q,
                     const at::Tensor& v, const at::Tensor& s);
 

@@ -6,7 +6,7 @@
 //   forward:  begin (the constructor): end states from a zero initial state,
 //             the payload to exchange;  overlap(): work that needs no incoming
 //             state, issued while the exchange is in flight;  finish(incoming
-//             states) -> o, p.
+//             states) -> o, p, lse.
 //   backward: begin: the gradient at the initial state for a zero end-state
 //             gradient, the payload;  overlap(): work that needs no end-state
 //             gradient;  finish(end-state gradients) -> dq, dk, dv, ds, dg.
@@ -35,9 +35,10 @@ class GsaFwdSplit {
   // Issues the work that needs no incoming state on the current stream.
   virtual void overlap() = 0;
   // hk_in [N, H, K, M], hv_in [N, H, M, V]: the state entering each sequence
-  // (undefined: zero). Returns o (input dtype) and p (accumulation dtype).
-  virtual std::pair<at::Tensor, at::Tensor> finish(const at::Tensor& hk_in,
-                                                   const at::Tensor& hv_in) = 0;
+  // (undefined: zero). Returns o (input dtype), p and its rows' log-sum-exp
+  // lse (accumulation dtype), what the backward takes.
+  virtual std::tuple<at::Tensor, at::Tensor, at::Tensor> finish(const at::Tensor& hk_in,
+                                                                const at::Tensor& hv_in) = 0;
 
  protected:
   at::Tensor end_k_, end_v_;
@@ -70,14 +71,16 @@ class GsaBwdSplit {
   at::Tensor grad_in_k_, grad_in_v_;
 };
 
-// p: the forward's softmax probabilities; hk0/hv0: the initial states the
+// p, lse: the forward's softmax probabilities and their rows' log-sum-exp (lse
+// undefined: the scores are recomputed); hk0/hv0: the initial states the
 // forward finished with (undefined: zero). Runs the begin phase.
 std::unique_ptr<GsaBwdSplit> gsa_bwd_split(const at::Tensor& grad_o, const at::Tensor& q,
                                            const at::Tensor& k, const at::Tensor& v,
                                            const at::Tensor& s, const at::Tensor& g,
-                                           const at::Tensor& p, double scale,
-                                           const at::Tensor& hk0, const at::Tensor& hv0,
-                                           const at::Tensor& cu, const std::vector<int64_t>& cu_host,
+                                           const at::Tensor& p, const at::Tensor& lse,
+                                           double scale, const at::Tensor& hk0,
+                                           const at::Tensor& hv0, const at::Tensor& cu,
+                                           const std::vector<int64_t>& cu_host,
                                            int64_t chunk_size);
 
 #if defined(RAVENSP_WITH_CUDA)
@@ -90,8 +93,9 @@ std::unique_ptr<GsaFwdSplit> gsa_fwd_split_cuda(const at::Tensor& q, const at::T
 std::unique_ptr<GsaBwdSplit> gsa_bwd_split_cuda(const at::Tensor& grad_o, const at::Tensor& q,
                                                 const at::Tensor& k, const at::Tensor& v,
                                                 const at::Tensor& s, const at::Tensor& g,
-                                                const at::Tensor& p, double scale,
-                                                const at::Tensor& hk0, const at::Tensor& hv0,
+                                                const at::Tensor& p, const at::Tensor& lse,
+                                                double scale, const at::Tensor& hk0,
+                                                const at::Tensor& hv0,
                                                 const at::Tensor& cu, const std::vector<int64_t>& cu_host,
                                            int64_t chunk_size);
 #endif

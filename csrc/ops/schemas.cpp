@@ -5,13 +5,15 @@
 
 TORCH_LIBRARY(ravensp, m) {
   // Low-level passes (no autograd): the forward also returns the fp32/fp64
-  // softmax probabilities p the backward needs.
+  // softmax probabilities p [B, T, H, M] the backward needs and each row's
+  // log-sum-exp lse [B, T, H], from which the backward rebuilds the scores
+  // (u = log p + lse) instead of recomputing them; lse=None recomputes.
   m.def("gsa_chunk_fwd(Tensor q, Tensor k, Tensor v, Tensor s, Tensor g, float scale, "
         "Tensor? hk0, Tensor? hv0, Tensor? cu_seqlens, int chunk_size) "
-        "-> (Tensor o, Tensor hkT, Tensor hvT, Tensor p)");
+        "-> (Tensor o, Tensor hkT, Tensor hvT, Tensor p, Tensor lse)");
   m.def("gsa_chunk_bwd(Tensor grad_o, Tensor? grad_hkT, Tensor? grad_hvT, Tensor q, Tensor k, "
-        "Tensor v, Tensor s, Tensor g, Tensor p, float scale, Tensor? hk0, Tensor? hv0, "
-        "Tensor? cu_seqlens, int chunk_size) "
+        "Tensor v, Tensor s, Tensor g, Tensor p, Tensor? lse, float scale, Tensor? hk0, "
+        "Tensor? hv0, Tensor? cu_seqlens, int chunk_size) "
         "-> (Tensor dq, Tensor dk, Tensor dv, Tensor ds, Tensor dg, Tensor dhk0, Tensor dhv0)");
   m.def("gsa_recurrent_fwd(Tensor q, Tensor k, Tensor v, Tensor s, Tensor g, float scale, "
         "Tensor? hk0, Tensor? hv0, Tensor? cu_seqlens) -> (Tensor o, Tensor hkT, Tensor hvT)");

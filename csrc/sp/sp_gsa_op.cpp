@@ -160,10 +160,10 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
     for (const SegState& st : ex.incoming) produced.insert(produced.end(), {st.hk, st.hv});
     side.join(produced);
     auto [h0k, h0v] = per_piece(plan, ex.incoming, &Piece::first_of_segment);
-    auto [o, p] = split->finish(h0k, h0v);
+    auto [o, p, lse] = split->finish(h0k, h0v);
     std::vector<Tensor> logd;
     for (const SegState& st : local) logd.push_back(st.logd);
-    ctx->save_for_backward({q, k, v, s, g, p, h0k, h0v, c.local_cu, at::stack(logd)});
+    ctx->save_for_backward({q, k, v, s, g, p, h0k, h0v, c.local_cu, at::stack(logd), lse});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["chunk"] = chunk;
     ctx->saved_data["group"] = group_handle;
@@ -179,7 +179,8 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto sv = ctx->get_saved_variables();
     const Tensor &q = sv[0], &k = sv[1], &v = sv[2], &s = sv[3], &g = sv[4], &p = sv[5],
-                 &h0k = sv[6], &h0v = sv[7], &local_cu = sv[8], &logd_all = sv[9];
+                 &h0k = sv[6], &h0v = sv[7], &local_cu = sv[8], &logd_all = sv[9],
+                 &lse = sv[10];
     comm::Communicator& cm = group(ctx->saved_data["group"].toInt());
     const Layout layout = layout_from_int(ctx->saved_data["layout"].toInt());
     const StateExchange mode = state_exchange_from_int(ctx->saved_data["mode"].toInt());
@@ -192,7 +193,7 @@ class SpGsaFunction : public torch::autograd::Function<SpGsaFunction> {
     GsaPlan plan = make_gsa_plan(layout, cm.rank(), cm.size(), B, L, cu_host);
     Tensor grad_o = grads[0].defined() ? grads[0] : at::zeros_like(v);
     auto split = ops::gsa_bwd_split(flat(grad_o.contiguous()), flat(q), flat(k), flat(v),
-                                    flat(s), flat(g), p, ctx->saved_data["scale"].toDouble(),
+                                    flat(s), flat(g), p, lse, ctx->saved_data["scale"].toDouble(),
                                     h0k, h0v, local_cu, plan.local_cu,
                                     ctx->saved_data["chunk"].toInt());
     const Tensor &dh0k = split->grad_in_k(), &dh0v = split->grad_in_v();

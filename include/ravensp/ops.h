@@ -30,7 +30,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gsa_recurrent(
     const OptTensor& hv0 = std::nullopt, const OptTensor& cu_seqlens = std::nullopt);
 
 // Low-level passes (no autograd).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gsa_chunk_fwd(
+// gsa_chunk_fwd returns (o, hkT, hvT, p, lse): p [B, T, H, M] and its rows'
+// log-sum-exp lse [B, T, H] are what gsa_chunk_bwd needs (lse may be omitted
+// there: the backward then recomputes the scores).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gsa_chunk_fwd(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& s,
     const at::Tensor& g, double scale, const OptTensor& hk0, const OptTensor& hv0,
     const OptTensor& cu_seqlens, int64_t chunk_size);
@@ -38,8 +41,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gsa_chunk_fwd(
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 gsa_chunk_bwd(const at::Tensor& grad_o, const OptTensor& grad_hkT, const OptTensor& grad_hvT,
               const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& s,
-              const at::Tensor& g, const at::Tensor& p, double scale, const OptTensor& hk0,
-              const OptTensor& hv0, const OptTensor& cu_seqlens, int64_t chunk_size);
+              const at::Tensor& g, const at::Tensor& p, const OptTensor& lse, double scale,
+              const OptTensor& hk0, const OptTensor& hv0, const OptTensor& cu_seqlens,
+              int64_t chunk_size);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gsa_recurrent_fwd(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& s,

@@ -110,6 +110,42 @@ def test_large_shapes_backward(K, V, M, dtype):
     _check(res, dtype)
 
 
+# The backward rebuilds the pass-1 scores from the forward's row log-sum-exp
+# (u = log p + lse) instead of recomputing them; without lse it recomputes.
+# The lse is checked against the fp64 CPU one (to the GPU tolerance of the
+# dtype: the scores are formed from products of rounded inputs), and the two
+# backward routes against each other: only dg depends on u (through u du), and
+# the two u agree to fp32 rounding (log p + lse against the recomputed sum),
+# so 1e-4 holds for every dtype. (Every other GPU test checks the lse route
+# against the fp64 reference.) M = 256 covers the sliced kernel, packed
+# sequences the per-row lse indexing.
+@pytest.mark.parametrize("dtype,M,packed", [
+    (torch.float32, 64, False), (torch.bfloat16, 64, True), (torch.bfloat16, 256, False),
+])
+def test_backward_with_and_without_lse(dtype, M, packed):
+    cu = torch.tensor([0, 5, 70, 150]) if packed else None
+    B, T = (1, 150) if packed else (2, 130)
+    ins = make_gsa_inputs(B, T, 2, 64, 128, M, dtype=dtype, states=True, seed=M,
+                          n_seqs=3 if packed else None, requires_grad=False)
+    ref = [t.double() for t in ins]
+    dev = [t.cuda() for t in ins[:5]] + [t.float().cuda() for t in ins[5:]]
+    ops = torch.ops.ravensp
+    o, hkT, hvT, p, lse = ops.gsa_chunk_fwd(*dev[:5], 0.8, *dev[5:],
+                                            None if cu is None else cu.cuda(), 64)
+    rlse = ops.gsa_chunk_fwd(*ref[:5], 0.8, *ref[5:], cu, 64)[4]
+    assert lse.shape == (B, T, 2) and lse.dtype == torch.float32
+    tol = GPU_TOLERANCE[dtype]
+    err = _rel(lse, rlse)
+    assert err < tol, f"lse: relative error {err:.2e} >= {tol:.1e}"
+    d_o = torch.randn_like(o)
+    grads = [ops.gsa_chunk_bwd(d_o, None, torch.ones_like(hvT), *dev[:5], p, lse_arg, 0.8,
+                               *dev[5:], None if cu is None else cu.cuda(), 64)
+             for lse_arg in (lse, None)]
+    for name, a, b in zip(NAMES, grads[0], grads[1]):
+        err = _rel(a, b)
+        assert err < 1e-4, f"grad {name} with lse vs without: relative error {err:.2e} >= 1e-4"
+
+
 # The chunk-start states come from one of two routes (gsa_state_walk.cu): a walk
 # over the chunks per state tile (large shapes) or local states then a scan.
 # Both are forced here on shapes that exercise what differs between them: the
@@ -193,7 +229,9 @@ def test_opcheck_cuda():
     hk0, hv0 = hk0.float(), hv0.float()
     ops = torch.ops.ravensp
     torch.library.opcheck(ops.gsa_chunk_fwd, (q, k, v, s, g, 1.0, hk0, hv0, None, 64))
-    o, hkT, hvT, p = ops.gsa_chunk_fwd(q, k, v, s, g, 1.0, hk0, hv0, None, 64)
-    torch.library.opcheck(ops.gsa_chunk_bwd, (torch.randn_like(o), None, torch.randn_like(hvT),
-                                              q, k, v, s, g, p, 1.0, hk0, hv0, None, 64))
+    o, hkT, hvT, p, lse = ops.gsa_chunk_fwd(q, k, v, s, g, 1.0, hk0, hv0, None, 64)
+    for lse_arg in (lse, None):
+        torch.library.opcheck(ops.gsa_chunk_bwd, (torch.randn_like(o), None, torch.randn_like(hvT),
+                                                  q, k, v, s, g, p, lse_arg, 1.0, hk0, hv0, None,
+                                                  64))
     torch.library.opcheck(ops.gsa_recurrent_fwd, (q, k, v, s, g, 1.0, hk0, hv0, None))

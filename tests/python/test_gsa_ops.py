@@ -146,13 +146,44 @@ def test_opcheck_all_ops():
     torch.library.opcheck(ops.gsa_chunk, (*req, 1.0, hk0n, hv0n, cu, 8), test_utils=OPCHECK_TESTS)
     torch.library.opcheck(ops.gsa_recurrent, (*req, 1.0, hk0, hv0, None),
                           test_utils=OPCHECK_TESTS)
-    o, hkT, hvT, p = ops.gsa_chunk_fwd(q, k, v, s, g, 1.0, hk0, hv0, None, 8)
+    o, hkT, hvT, p, lse = ops.gsa_chunk_fwd(q, k, v, s, g, 1.0, hk0, hv0, None, 8)
     torch.library.opcheck(ops.gsa_chunk_fwd, (q, k, v, s, g, 1.0, hk0, hv0, None, 8))
-    torch.library.opcheck(ops.gsa_chunk_bwd, (torch.randn_like(o), None, torch.randn_like(hvT),
-                                              q, k, v, s, g, p, 1.0, hk0, hv0, None, 8))
+    for lse_arg in (lse, None):
+        torch.library.opcheck(ops.gsa_chunk_bwd, (torch.randn_like(o), None, torch.randn_like(hvT),
+                                                  q, k, v, s, g, p, lse_arg, 1.0, hk0, hv0, None,
+                                                  8))
     torch.library.opcheck(ops.gsa_recurrent_fwd, (q, k, v, s, g, 1.0, None, None, cu))
     torch.library.opcheck(ops.gsa_recurrent_bwd, (torch.randn_like(o), None, None, q, k, v, s, g,
                                                   1.0, None, None, cu))
+
+
+def _scores_from_zero_state(q, k, s, g, scale):
+    """u[b, t, h, m] = scale * sum_{i <= t} (q_t . k_i) s_im exp(G_tm - G_im), G the
+    cumulative log decay: the pass-1 scores of a sequence that starts from a zero
+    state, written out pair by pair (fp64)."""
+    G = g.cumsum(1)
+    qk = torch.einsum("bthk,bihk->bhti", q, k).tril()
+    decay = torch.exp(G.unsqueeze(2) - G.unsqueeze(1))  # [b, t, i, h, m]
+    return scale * torch.einsum("bhti,bihm,btihm->bthm", qk, s, decay)
+
+
+@pytest.mark.parametrize("chunk", [4, 16])
+def test_chunk_fwd_lse_is_the_scores_logsumexp(chunk):
+    q, k, v, s, g = make_gsa_inputs(2, 19, 2, 4, 3, 5, seed=11, requires_grad=False)
+    o, hkT, hvT, p, lse = torch.ops.ravensp.gsa_chunk_fwd(q, k, v, s, g, 0.7, None, None, None,
+                                                          chunk)
+    u = _scores_from_zero_state(q, k, s, g, 0.7)
+    assert lse.shape == (2, 19, 2) and lse.dtype == torch.float64
+    torch.testing.assert_close(lse, torch.logsumexp(u, -1), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(p, torch.softmax(u, -1), rtol=1e-12, atol=1e-12)
+
+
+def test_chunk_bwd_rejects_a_misshapen_lse():
+    q, k, v, s, g = make_gsa_inputs(1, 8, 2, 4, 3, 5, requires_grad=False)
+    o, hkT, hvT, p, lse = torch.ops.ravensp.gsa_chunk_fwd(q, k, v, s, g, 1.0, None, None, None, 4)
+    with pytest.raises(RuntimeError, match=r"gsa_chunk_bwd: lse must be \[1, 8, 2\], got \[1, 8\]"):
+        torch.ops.ravensp.gsa_chunk_bwd(torch.randn_like(o), None, None, q, k, v, s, g, p,
+                                        lse[..., 0], 1.0, None, None, None, 4)
 
 
 def test_torch_compile_traces_through_the_op():

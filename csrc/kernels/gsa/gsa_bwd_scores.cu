@@ -1,8 +1,11 @@
-// GSA backward, per chunk (CUDA): recomputes the pass-1 scores u, computes
-// dp = exp(G) * (dO Hv^T) + gated intra term, du = p * (dp - <p, dp>), stores du
-// and p*dp + u*du for the decay gradient, and writes the chunk's local state
-// gradients scale * q^T (exp(G) du) and (p exp(G))^T dO for the reverse scan.
-// It also leaves q k^T and dO v^T (fp32) for bwd_pairs, which needs both.
+// GSA backward, per chunk (CUDA): computes dp = exp(G) * (dO Hv^T) + gated
+// intra term, du = p * (dp - <p, dp>), stores du and p*dp + u*du for the decay
+// gradient, and writes the chunk's local state gradients scale * q^T (exp(G) du)
+// and (p exp(G))^T dO for the reverse scan. It also leaves q k^T and dO v^T
+// (fp32) for bwd_pairs, which needs both. The pass-1 scores u come from the
+// forward's row log-sum-exp, u = log p + lse; without it they are recomputed
+// (q Hk and a gated intra term per slot slice: a fifth of the kernel's time at
+// M = 64, a quarter at M = 256).
 #include "kernels/gsa/gsa_common.cuh"
 #include "kernels/gsa/gsa_gemm.cuh"
 #include "kernels/gsa/gsa_intra.cuh"
@@ -39,7 +42,7 @@ struct ScoresSmem {
                                   static_cast<size_t>(MS) * ld_of<float>(kTile) * sizeof(float)));
     off_r = up(off_loop + max_of(2 * static_cast<size_t>(kChunk) * lde * sizeof(float),
                                  3 * static_cast<size_t>(kChunk) * ldx * sizeof(T)));
-    off_op = up(off_r + kChunk * sizeof(float));
+    off_op = up(off_r + 2 * kChunk * sizeof(float));  // R and the rows' lse
     total = off_op + kChunk * ldx * sizeof(T) +
             max_of(2 * kChunk * ldx * sizeof(T), gated_scores_scratch_floats(MS) * sizeof(float));
   }
@@ -51,7 +54,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     ChunkMap cm, int H, int K, int V, int M, float scale, const T* __restrict__ q,
     const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ s,
     const T* __restrict__ g, const T* __restrict__ dout, const float* __restrict__ p,
-    const T* __restrict__ hk, const T* __restrict__ hv, float* __restrict__ du,
+    const float* __restrict__ lse, const T* __restrict__ hk, const T* __restrict__ hv, float* __restrict__ du,
     float* __restrict__ dgca, T* __restrict__ dhk, T* __restrict__ dhv,
     float* __restrict__ qk_out, float* __restrict__ dov_out) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -64,6 +67,8 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   float* Gs = reinterpret_cast<float*>(smem_raw + L_.off_loop);
   float* Ss = Gs + kChunk * L_.lde;
   float* R = reinterpret_cast<float*>(smem_raw + L_.off_r);
+  float* Lse = R + kChunk;
+  const bool recompute_u = lse == nullptr;
   T* Op = reinterpret_cast<T*>(smem_raw + L_.off_op);
   T* Xs = Op + kChunk * L_.ldx;
   T* Ys = Xs + kChunk * L_.ldx;
@@ -136,16 +141,21 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       }
     __syncthreads();
   }
-  // A1 = q k^T (unscaled: gated_scores applies the scale) and the first slot
-  // slice of q Hk, one pass over K.
+  // A1 = q k^T (unscaled: gated_scores applies the scale) and, when u is
+  // recomputed, the first slot slice of q Hk, one pass over K.
+  if (!recompute_u)
+    for (int t = threadIdx.x; t < kChunk; t += blockDim.x)
+      Lse[t] = t < cp.L ? lse[(cp.tok0 + t) * H + h] : 0.f;
   for (int kt = 0; kt < nk; ++kt) {
     async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
     async_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-    async_tile(Zs, L_.ldx, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M,
-               static_cast<int64_t>(M), kTile, kTile, MS);
+    if (recompute_u)
+      async_tile(Zs, L_.ldx, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M,
+                 static_cast<int64_t>(M), kTile, kTile, MS);
     async_wait();
     block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
-    block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
+    if (recompute_u)
+      block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
     __syncthreads();
   }
   store_square(qk_out + pair, A, L_.lda);
@@ -162,7 +172,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       T* Sraw2 = Graw2 + kChunk * MS;
       async_tile(Graw2, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
       async_tile(Sraw2, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
-      if (m0 > 0) {
+      if (m0 > 0 && recompute_u) {
         pipelined_steps(
             nk,
             [&](int kt, int b) {
@@ -183,8 +193,9 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       __syncthreads();
     }
     // (With one slice, Gs and Ss still hold it from the DP phase.)
-    gated_scores<kTC>(Us, L_.lds, Us, L_.lds, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,
-                      reinterpret_cast<float*>(Xs));
+    if (recompute_u)
+      gated_scores<kTC>(Us, L_.lds, Us, L_.lds, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,
+                        reinterpret_cast<float*>(Xs));
     // du, p*dp + u*du; Op = scale * exp(G) * du (operand of the local dHk).
     // Pe = p e^G (operand of the local dHv) goes where nothing is read any more:
     // A once q k^T is stored (one slice), DP once its g and s are used (sliced).
@@ -199,7 +210,9 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
         const float dp = sliced ? du[at] : DP[t * L_.ldd + m];
         d = pt * (dp - R[t]);
         du[at] = d;
-        dgca[at] = fmaf(pt, dp, Us[t * L_.lds + m] * d);
+        // u du is 0 where p underflowed to 0 (du = p (dp - R) is 0 there too).
+        const float u = recompute_u ? Us[t * L_.lds + m] : (pt > 0.f ? logf(pt) + Lse[t] : 0.f);
+        dgca[at] = fmaf(pt, dp, u * d);
       }
       const float eg = __expf(Gs[t * L_.lde + m]);
       Op[t * L_.ldx + m] = from_f<T>(scale * eg * d);
@@ -233,27 +246,27 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
 }
 
 template <typename T>
-void scores_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const BwdBufs& b,
-                  cudaStream_t stream) {
+void scores_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const float* lse,
+                  const BwdBufs& b, cudaStream_t stream) {
   const size_t smem = ScoresSmem<T>(static_cast<int>(pl.M)).bytes();
   set_smem(bwd_scores_kernel<T>, smem, "gsa bwd_scores_kernel");
   bwd_scores_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
       static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.v),
       static_cast<const T*>(P.s), static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), p,
-      static_cast<const T*>(pl.hk), static_cast<const T*>(pl.hv), b.du, b.dgca,
+      lse, static_cast<const T*>(pl.hk), static_cast<const T*>(pl.hv), b.du, b.dgca,
       static_cast<T*>(b.dhk), static_cast<T*>(b.dhv), b.bm, b.a2);
   RAVENSP_LAUNCH_CHECK("gsa bwd_scores_kernel");
 }
 
 }  // namespace
 
-void launch_bwd_scores(const Plan& pl, const GsaBwdParams& P, const float* p, const BwdBufs& b,
-                       cudaStream_t stream) {
+void launch_bwd_scores(const Plan& pl, const GsaBwdParams& P, const float* p, const float* lse,
+                       const BwdBufs& b, cudaStream_t stream) {
   switch (pl.dtype) {
-    case DType::kBFloat16: return scores_typed<__nv_bfloat16>(pl, P, p, b, stream);
-    case DType::kFloat16: return scores_typed<__half>(pl, P, p, b, stream);
-    default: return scores_typed<float>(pl, P, p, b, stream);
+    case DType::kBFloat16: return scores_typed<__nv_bfloat16>(pl, P, p, lse, b, stream);
+    case DType::kFloat16: return scores_typed<__half>(pl, P, p, lse, b, stream);
+    default: return scores_typed<float>(pl, P, p, lse, b, stream);
   }
 }
 

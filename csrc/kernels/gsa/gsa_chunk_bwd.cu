@@ -10,8 +10,10 @@
 namespace ravensp::kernels {
 namespace {
 
+// p_ws / lse_ws: where pass 1 recomputes p and its row log-sum-exp when the
+// forward saved no p (the recurrent op's backward); nullptr otherwise.
 gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::BwdBufs& b,
-                         float** p_ws) {
+                         float** p_ws, float** lse_ws) {
   gsa_cuda::Plan pl = gsa_cuda::make_plan(P.shape, P.dtype);
   gsa_cuda::carve_states(pl, c);
   b.fin_k = c.take<float>(pl.N * pl.H * pl.K * pl.M);
@@ -24,6 +26,7 @@ gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::B
   b.bm = c.take<float>(pairs);
   b.a2 = c.take<float>(pairs);
   *p_ws = P.p == nullptr ? c.take<float>(pl.tokens * pl.H * pl.M) : nullptr;
+  *lse_ws = P.p == nullptr ? c.take<float>(pl.tokens * pl.H) : nullptr;
   return pl;
 }
 
@@ -32,8 +35,8 @@ gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::B
 size_t gsa_chunk_bwd_workspace_bytes(const GsaBwdParams& P) {
   gsa_cuda::Carver c(nullptr);
   gsa_cuda::BwdBufs b;
-  float* p_ws = nullptr;
-  carve_bwd(P, c, b, &p_ws);
+  float *p_ws = nullptr, *lse_ws = nullptr;
+  carve_bwd(P, c, b, &p_ws, &lse_ws);
   return c.bytes();
 }
 
@@ -48,17 +51,20 @@ void check_bwd(const char* fn, const GsaBwdParams& P) {
   gsa_cuda::check_state_route();
 }
 
-// Up to the reverse scan: the forward's chunk states from hk0/hv0, p when the
-// forward did not save it, du and the local state gradients, then the scan
-// from the end-state gradient (end_k, end_v; nullptr = zero). Returns p.
+// Up to the reverse scan: the forward's chunk states from hk0/hv0, p (and its
+// log-sum-exp) when the forward did not save it, du and the local state
+// gradients, then the scan from the end-state gradient (end_k, end_v; nullptr
+// = zero). Returns p.
 const float* bwd_front(const gsa_cuda::Plan& pl, const GsaBwdParams& P,
-                       const gsa_cuda::BwdBufs& b, float* p_ws, const float* end_k,
-                       const float* end_v, float* gcum, cudaStream_t stream) {
+                       const gsa_cuda::BwdBufs& b, float* p_ws, float* lse_ws,
+                       const float* end_k, const float* end_v, float* gcum,
+                       cudaStream_t stream) {
   gsa_cuda::launch_chunk_map(pl, stream);
   gsa_cuda::launch_chunk_states(pl, P.k, P.v, P.s, P.g, static_cast<const float*>(P.hk0),
                                 static_cast<const float*>(P.hv0), b.fin_k, b.fin_v,
                                 b.dgca /* written by bwd_scores later */, stream);
   const float* p = static_cast<const float*>(P.p);
+  const float* lse = static_cast<const float*>(P.lse);
   if (p == nullptr) {
     GsaFwdParams F;
     F.shape = P.shape;
@@ -67,10 +73,12 @@ const float* bwd_front(const gsa_cuda::Plan& pl, const GsaBwdParams& P,
     F.scale = P.scale;
     F.chunk_size = P.chunk_size;
     F.q = P.q; F.k = P.k; F.v = P.v; F.s = P.s; F.g = P.g;
+    F.lse = lse_ws;
     gsa_cuda::launch_pass1(pl, F, p_ws, stream);
     p = p_ws;
+    lse = lse_ws;
   }
-  gsa_cuda::launch_bwd_scores(pl, P, p, b, stream);
+  gsa_cuda::launch_bwd_scores(pl, P, p, lse, b, stream);
   gsa_cuda::launch_combine(pl, true, b.dhk, b.dhv, end_k, end_v, static_cast<float*>(P.dhk0),
                            static_cast<float*>(P.dhv0), stream, gcum);
   return p;
@@ -82,9 +90,9 @@ void gsa_chunk_bwd_cuda(const GsaBwdParams& P, void* workspace, cudaStream_t str
   check_bwd("gsa_chunk_bwd", P);
   gsa_cuda::Carver c(workspace);
   gsa_cuda::BwdBufs b;
-  float* p_ws = nullptr;
-  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws);
-  const float* p = bwd_front(pl, P, b, p_ws, static_cast<const float*>(P.dhkT),
+  float *p_ws = nullptr, *lse_ws = nullptr;
+  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws, &lse_ws);
+  const float* p = bwd_front(pl, P, b, p_ws, lse_ws, static_cast<const float*>(P.dhkT),
                              static_cast<const float*>(P.dhvT), nullptr, stream);
   gsa_cuda::launch_bwd_pairs(pl, P, p, b, stream);
   gsa_cuda::launch_bwd_ds_state(pl, P, b, stream);
@@ -94,8 +102,8 @@ void gsa_chunk_bwd_cuda(const GsaBwdParams& P, void* workspace, cudaStream_t str
 size_t gsa_chunk_bwd_split_workspace_bytes(const GsaBwdParams& P) {
   gsa_cuda::Carver c(nullptr);
   gsa_cuda::BwdBufs b;
-  float* p_ws = nullptr;
-  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws);
+  float *p_ws = nullptr, *lse_ws = nullptr;
+  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws, &lse_ws);
   c.take<float>(pl.NC * pl.H * pl.M);
   return c.bytes();
 }
@@ -105,13 +113,13 @@ void gsa_chunk_bwd_split_cuda(const GsaBwdParams& P, SplitPhase phase, void* wor
   check_bwd("gsa_chunk_bwd (split)", P);
   gsa_cuda::Carver c(workspace);
   gsa_cuda::BwdBufs b;
-  float* p_ws = nullptr;
-  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws);
+  float *p_ws = nullptr, *lse_ws = nullptr;
+  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws, &lse_ws);
   float* gcum = c.take<float>(pl.NC * pl.H * pl.M);
   const float* p = P.p != nullptr ? static_cast<const float*>(P.p) : p_ws;
   switch (phase) {
     case SplitPhase::kBegin:
-      bwd_front(pl, P, b, p_ws, nullptr, nullptr, gcum, stream);
+      bwd_front(pl, P, b, p_ws, lse_ws, nullptr, nullptr, gcum, stream);
       return;
     case SplitPhase::kOverlap:
       gsa_cuda::launch_bwd_pairs(pl, P, p, b, stream);

@@ -40,14 +40,15 @@ struct Pass1Smem {
   __host__ __device__ size_t bytes() const { return total; }
 };
 
-// grid (NC, H): p[t] = softmax(scale * (exp(G_t) * (q_t^T Hk) + intra)), or with
-// raw the scaled scores before the softmax (the split forward adds the incoming
-// state's term to them later).
+// grid (NC, H): p[t] = softmax(scale * (exp(G_t) * (q_t^T Hk) + intra)) and, when
+// lse is not null, each row's log-sum-exp (the backward rebuilds the scores
+// from it); or with raw the scaled scores before the softmax (the split forward
+// adds the incoming state's term to them later).
 template <typename T>
 __global__ void __launch_bounds__(kThreads) pass1_kernel(
     ChunkMap cm, int H, int K, int M, float scale, const T* __restrict__ q,
     const T* __restrict__ k, const T* __restrict__ s, const T* __restrict__ g,
-    const T* __restrict__ hk, float* __restrict__ p, bool raw) {
+    const T* __restrict__ hk, float* __restrict__ p, float* __restrict__ lse, bool raw) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const Pass1Smem<T> L_(M);
@@ -107,13 +108,15 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
         p[tokM + t * rowM + m0 + m] = U[t * L_.ldu + m];
       }
     } else {
-      softmax_rows(U, L_.ldu, cp.L, M, p + tokM, rowM);
+      softmax_rows(U, L_.ldu, cp.L, M, p + tokM, rowM,
+                   lse == nullptr ? nullptr : lse + cp.tok0 * H + h, H);
     }
     __syncthreads();
   }
   if (sliced && !raw)  // the block's own global writes are visible after the barrier
     for (int t = threadIdx.x >> 5; t < cp.L; t += blockDim.x / 32)
-      warp_softmax(p + tokM + t * rowM, p + tokM + t * rowM, M);
+      warp_softmax(p + tokM + t * rowM, p + tokM + t * rowM, M,
+                   lse == nullptr ? nullptr : lse + (cp.tok0 + t) * H + h);
 }
 
 // Slot slice of pass 2's pair phase: at 32 the pair phase's fp32 buffers stay
@@ -242,7 +245,7 @@ void pass1_typed(const Plan& pl, const GsaFwdParams& P, float* p_out, cudaStream
   pass1_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.M, static_cast<float>(P.scale), static_cast<const T*>(P.q),
       static_cast<const T*>(P.k), static_cast<const T*>(P.s), static_cast<const T*>(P.g),
-      static_cast<const T*>(pl.hk), p_out, raw);
+      static_cast<const T*>(pl.hk), p_out, static_cast<float*>(P.lse), raw);
   RAVENSP_LAUNCH_CHECK("gsa pass1_kernel");
 }
 

@@ -83,8 +83,10 @@ void pass1_scores(const ChunkView<T>& cv, const std::vector<T>& G, const T* Hk, 
   }
 }
 
+// p rows (and, when lse is given, lse[t * lse_stride] = log sum_m exp(u_tm)).
 template <typename T>
-void softmax_rows(const std::vector<T>& u, int64_t L, int64_t M, T* p_rows, int64_t p_stride) {
+void softmax_rows(const std::vector<T>& u, int64_t L, int64_t M, T* p_rows, int64_t p_stride,
+                  T* lse = nullptr, int64_t lse_stride = 0) {
   for (int64_t t = 0; t < L; ++t) {
     const T* ut = &u[t * M];
     T mx = ut[0];
@@ -93,6 +95,7 @@ void softmax_rows(const std::vector<T>& u, int64_t L, int64_t M, T* p_rows, int6
     T* pt = p_rows + t * p_stride;
     for (int64_t m = 0; m < M; ++m) sum += (pt[m] = std::exp(ut[m] - mx));
     for (int64_t m = 0; m < M; ++m) pt[m] /= sum;
+    if (lse != nullptr) lse[t * lse_stride] = mx + std::log(sum);
   }
 }
 
@@ -138,7 +141,9 @@ void chunk_fwd(const GsaFwdParams& P) {
       chunk_cumsum(cv, G);
       pass1_scores(cv, G, Hk.data(), scale, A1, uu);
       pbuf.assign(L * M, T(0));
-      softmax_rows(uu, L, M, pbuf.data(), M);
+      softmax_rows(uu, L, M, pbuf.data(), M,
+                   P.lse == nullptr ? nullptr : static_cast<T*>(P.lse) + tok(sh, u, c0, 1),
+                   sh.heads);
       // Pass 2: o_t = (p_t e^{G_t})^T Hv + sum_{i<=t} [sum_m p_tm s_im e^{G_tm - G_im}] v_i.
       for (int64_t t = 0; t < L; ++t) {
         const T* pt = &pbuf[t * M];

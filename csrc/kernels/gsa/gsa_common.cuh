@@ -319,7 +319,9 @@ __device__ __forceinline__ void chunk_decay(float* G, int ld, const T* g, int64_
 
 // Slot softmax of one row of M scores by one warp: p[m] = softmax(u)[m] (p may
 // be u).
-__device__ __forceinline__ void warp_softmax(const float* u, float* p, int M) {
+// lse, when not null, gets log sum_m exp(u_m) (lane 0 writes it).
+__device__ __forceinline__ void warp_softmax(const float* u, float* p, int M,
+                                             float* lse = nullptr) {
   const int lane = threadIdx.x & 31;
   float mx = -INFINITY;
   for (int m = lane; m < M; m += 32) mx = fmaxf(mx, u[m]);
@@ -329,14 +331,17 @@ __device__ __forceinline__ void warp_softmax(const float* u, float* p, int M) {
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   const float inv = 1.f / sum;
   for (int m = lane; m < M; m += 32) p[m] = __expf(u[m] - mx) * inv;
+  if (lse != nullptr && lane == 0) *lse = mx + logf(sum);
 }
 
 // Slot softmax of the first L rows of U [kChunk][ldu] (fp32 scores, M slots),
-// one warp per row, into p (row t at p + t * stride).
+// one warp per row, into p (row t at p + t * stride) and, when lse is not
+// null, each row's log-sum-exp into lse[t * lse_stride].
 __device__ __forceinline__ void softmax_rows(const float* U, int ldu, int L, int M, float* p,
-                                             int64_t stride) {
+                                             int64_t stride, float* lse = nullptr,
+                                             int64_t lse_stride = 0) {
   for (int t = threadIdx.x >> 5; t < L; t += blockDim.x / 32)
-    warp_softmax(U + t * ldu, p + t * stride, M);
+    warp_softmax(U + t * ldu, p + t * stride, M, lse == nullptr ? nullptr : lse + t * lse_stride);
 }
 
 }  // namespace ravensp::kernels::gsa_cuda

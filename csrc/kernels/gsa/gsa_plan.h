@@ -122,9 +122,10 @@ void launch_shift_states(const Plan& plan, const float* gcum, const float* vk, c
                          void* bk, void* bv, cudaStream_t stream);
 
 // gsa_bwd_scores.cu: per chunk du, p*dp + u*du, and the local state gradients
-// (written into b.dhk / b.dhv before the reverse scan).
-void launch_bwd_scores(const Plan& plan, const GsaBwdParams& P, const float* p, const BwdBufs& b,
-                       cudaStream_t stream);
+// (written into b.dhk / b.dhv before the reverse scan). The scores u are
+// log p + lse when lse is given, else recomputed.
+void launch_bwd_scores(const Plan& plan, const GsaBwdParams& P, const float* p, const float* lse,
+                       const BwdBufs& b, cudaStream_t stream);
 // gsa_bwd_grads.cu. pairs: the intra-chunk ds (into P.ds), dgca -= s * that,
 // and the pair matrices; needs no state gradient. ds_state (after the reverse
 // scan): ds completed, dg. dqkv: the dq tiles need no state gradient, the dk

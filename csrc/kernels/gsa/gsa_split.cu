@@ -30,13 +30,14 @@ struct InterSmem {
 };
 
 // grid (NC, H): u_t = u0_t + scale * exp(gcum_c + G_t) (.) (q_t^T Hin), p_t =
-// softmax(u_t), in place in p (which holds u0). Hin is the incoming key state
+// softmax(u_t), in place in p (which holds u0), and its log-sum-exp into lse
+// when that is not null. Hin is the incoming key state
 // of the chunk's sequence, G the cumulative decay inside the chunk.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) inter_softmax_kernel(
     ChunkMap cm, int H, int K, int M, float scale, const T* __restrict__ q,
     const T* __restrict__ g, const float* __restrict__ gcum, const float* __restrict__ hk_in,
-    float* p) {
+    float* p, float* __restrict__ lse) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const InterSmem<T> L_(M);
   float* U = reinterpret_cast<float*>(smem_raw);
@@ -48,10 +49,11 @@ __global__ void __launch_bounds__(kThreads) inter_softmax_kernel(
   const int64_t unit = cp.j * H + h;
   const int64_t tokK = (cp.tok0 * H + h) * K, rowK = static_cast<int64_t>(H) * K;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
+  float* lse_rows = lse == nullptr ? nullptr : lse + cp.tok0 * H + h;
   if (hk_in == nullptr) {  // zero incoming state: the scores are complete
     load_tile(U, L_.ldu, p + tokM, rowM, kChunk, cp.L, M);
     __syncthreads();
-    softmax_rows(U, L_.ldu, cp.L, M, p + tokM, rowM);
+    softmax_rows(U, L_.ldu, cp.L, M, p + tokM, rowM, lse_rows, H);
     return;
   }
   const float* hin = hk_in + (static_cast<int64_t>(cp.n) * H + h) * K * M;
@@ -74,7 +76,7 @@ __global__ void __launch_bounds__(kThreads) inter_softmax_kernel(
     }
     __syncthreads();
   }
-  softmax_rows(U, L_.ldu, cp.L, M, p + tokM, rowM);
+  softmax_rows(U, L_.ldu, cp.L, M, p + tokM, rowM, lse_rows, H);
 }
 
 // grid (NC * H): one block per chunk and head adds exp(gcum[j]) (.) vk[n(j)] to
@@ -132,7 +134,8 @@ void inter_softmax_typed(const Plan& pl, const GsaFwdParams& P, const float* gcu
   set_smem(inter_softmax_kernel<T>, smem, "gsa inter_softmax_kernel");
   inter_softmax_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.M, static_cast<float>(P.scale), static_cast<const T*>(P.q),
-      static_cast<const T*>(P.g), gcum, static_cast<const float*>(P.hk0), p);
+      static_cast<const T*>(P.g), gcum, static_cast<const float*>(P.hk0), p,
+      static_cast<float*>(P.lse));
   RAVENSP_LAUNCH_CHECK("gsa inter_softmax_kernel");
 }
 

@@ -51,6 +51,8 @@ struct GsaFwdParams {
   const void* hv0 = nullptr;  // [N, H, M, V] or nullptr (zero)
   void* o = nullptr;          // [B, T, H, V]
   void* p = nullptr;          // [B, T, H, M] softmax probabilities (may be nullptr: not saved)
+  void* lse = nullptr;        // [B, T, H] log-sum-exp of each row's scores, accum dtype (may
+                              // be nullptr); with p it gives the scores u = log p + lse
   void* hkT = nullptr;        // [N, H, K, M] final key state (may be nullptr)
   void* hvT = nullptr;        // [N, H, M, V] final value state (may be nullptr)
 };
@@ -67,6 +69,7 @@ struct GsaBwdParams {
   const void* s = nullptr;
   const void* g = nullptr;
   const void* p = nullptr;     // saved by the forward, accum dtype
+  const void* lse = nullptr;   // saved with p, or nullptr: the scores are recomputed
   const void* hk0 = nullptr;   // or nullptr
   const void* hv0 = nullptr;   // or nullptr
   const void* d_o = nullptr;   // [B, T, H, V]

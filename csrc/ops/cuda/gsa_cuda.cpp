@@ -23,10 +23,10 @@ namespace {
 using Tensor = at::Tensor;
 using OptTensor = std::optional<at::Tensor>;
 using Fwd3 = std::tuple<Tensor, Tensor, Tensor>;
-using Fwd4 = std::tuple<Tensor, Tensor, Tensor, Tensor>;
+using Fwd5 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>;
 using Bwd7 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
-Fwd4 run_fwd(const char* fn, bool recurrent, const Tensor& q_, const Tensor& k_,
+Fwd5 run_fwd(const char* fn, bool recurrent, const Tensor& q_, const Tensor& k_,
              const Tensor& v_, const Tensor& s_, const Tensor& g_, double scale,
              const OptTensor& hk0_, const OptTensor& hv0_, const OptTensor& cu,
              int64_t chunk_size) {
@@ -44,22 +44,23 @@ Fwd4 run_fwd(const char* fn, bool recurrent, const Tensor& q_, const Tensor& k_,
     Tensor ws = workspace(kernels::gsa_chunk_fwd_workspace_bytes(P), in.q);
     kernels::gsa_chunk_fwd_cuda(P, ws.data_ptr(), stream);
   }
-  return {out.o, out.hkT, out.hvT, out.p};
+  return {out.o, out.hkT, out.hvT, out.p, out.lse};
 }
 
 Bwd7 run_bwd(const char* fn, const Tensor& grad_o, const OptTensor& grad_hkT,
              const OptTensor& grad_hvT, const Tensor& q_, const Tensor& k_, const Tensor& v_,
-             const Tensor& s_, const Tensor& g_, const Tensor* p_, double scale,
-             const OptTensor& hk0_, const OptTensor& hv0_, const OptTensor& cu,
+             const Tensor& s_, const Tensor& g_, const Tensor* p_, const OptTensor& lse_,
+             double scale, const OptTensor& hk0_, const OptTensor& hv0_, const OptTensor& cu,
              int64_t chunk_size) {
   GsaArgs a = check_cuda(fn, q_, k_, v_, s_, g_, hk0_, hv0_, cu, chunk_size);
   const kernels::GsaShape shape = cuda_shape(a);
-  check_bwd_args(fn, a, grad_o, p_, grad_hkT, grad_hvT, q_, v_, s_);
+  check_bwd_args(fn, a, grad_o, p_, lse_, grad_hkT, grad_hvT, q_, v_, s_);
   const c10::cuda::CUDAGuard guard(q_.device());
   GsaInputs in = device_inputs(q_, k_, v_, s_, g_, hk0_, hv0_);
   GsaBwdOutputs out = alloc_bwd_outputs(a, in, at::kFloat);
   kernels::GsaBwdParams P = bwd_params(
       shape, in, p_ != nullptr ? p_->to(at::kFloat).contiguous() : Tensor(),
+      lse_.has_value() && lse_->defined() ? lse_->to(at::kFloat).contiguous() : Tensor(),
       grad_o.to(q_.scalar_type()).contiguous(), state_or_undef(grad_hkT, at::kFloat),
       state_or_undef(grad_hvT, at::kFloat), out, at::kFloat, scale, kCudaChunk);
   Tensor ws = workspace(kernels::gsa_chunk_bwd_workspace_bytes(P), in.q);
@@ -67,7 +68,7 @@ Bwd7 run_bwd(const char* fn, const Tensor& grad_o, const OptTensor& grad_hkT,
   return {out.dq, out.dk, out.dv, out.ds, out.dg, out.dhk0, out.dhv0};
 }
 
-Fwd4 chunk_fwd_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
+Fwd5 chunk_fwd_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
                     const Tensor& g, double scale, const OptTensor& hk0, const OptTensor& hv0,
                     const OptTensor& cu, int64_t chunk_size) {
   return run_fwd("gsa_chunk_fwd", false, q, k, v, s, g, scale, hk0, hv0, cu, chunk_size);
@@ -75,10 +76,11 @@ Fwd4 chunk_fwd_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Ten
 
 Bwd7 chunk_bwd_cuda(const Tensor& grad_o, const OptTensor& grad_hkT, const OptTensor& grad_hvT,
                     const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
-                    const Tensor& g, const Tensor& p, double scale, const OptTensor& hk0,
-                    const OptTensor& hv0, const OptTensor& cu, int64_t chunk_size) {
-  return run_bwd("gsa_chunk_bwd", grad_o, grad_hkT, grad_hvT, q, k, v, s, g, &p, scale, hk0, hv0,
-                 cu, chunk_size);
+                    const Tensor& g, const Tensor& p, const OptTensor& lse, double scale,
+                    const OptTensor& hk0, const OptTensor& hv0, const OptTensor& cu,
+                    int64_t chunk_size) {
+  return run_bwd("gsa_chunk_bwd", grad_o, grad_hkT, grad_hvT, q, k, v, s, g, &p, lse, scale, hk0,
+                 hv0, cu, chunk_size);
 }
 
 // The recurrent form has no chunk size; its forward is the token-by-token
@@ -95,8 +97,8 @@ Bwd7 recurrent_bwd_cuda(const Tensor& grad_o, const OptTensor& grad_hkT,
                         const OptTensor& grad_hvT, const Tensor& q, const Tensor& k,
                         const Tensor& v, const Tensor& s, const Tensor& g, double scale,
                         const OptTensor& hk0, const OptTensor& hv0, const OptTensor& cu) {
-  return run_bwd("gsa_recurrent_bwd", grad_o, grad_hkT, grad_hvT, q, k, v, s, g, nullptr, scale,
-                 hk0, hv0, cu, kCudaChunk);
+  return run_bwd("gsa_recurrent_bwd", grad_o, grad_hkT, grad_hvT, q, k, v, s, g, nullptr,
+                 std::nullopt, scale, hk0, hv0, cu, kCudaChunk);
 }
 
 }  // namespace

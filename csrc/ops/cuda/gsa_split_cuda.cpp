@@ -58,14 +58,14 @@ class CudaFwdSplit final : public GsaFwdSplit {
     end_v_ = out_.hvT;
   }
   void overlap() override { run(SplitPhase::kOverlap); }
-  std::pair<Tensor, Tensor> finish(const Tensor& hk_in, const Tensor& hv_in) override {
+  std::tuple<Tensor, Tensor, Tensor> finish(const Tensor& hk_in, const Tensor& hv_in) override {
     in_.hk0 = state_arg(kFn, "incoming hk", hk_in, hk_shape(a_), in_.q);
     in_.hv0 = state_arg(kFn, "incoming hv", hv_in, hv_shape(a_), in_.q);
     P_.hk0 = ptr(in_.hk0);
     P_.hv0 = ptr(in_.hv0);
     run(SplitPhase::kFinish);
     ws_ = Tensor();  // back to the allocator, ordered after the kernels on this stream
-    return {out_.o, out_.p};
+    return {out_.o, out_.p, out_.lse};
   }
 
  private:
@@ -81,19 +81,20 @@ class CudaFwdSplit final : public GsaFwdSplit {
 class CudaBwdSplit final : public GsaBwdSplit {
  public:
   CudaBwdSplit(const Tensor& grad_o, const Tensor& q, const Tensor& k, const Tensor& v,
-               const Tensor& s, const Tensor& g, const Tensor& p, double scale,
-               const Tensor& hk0, const Tensor& hv0, const Tensor& cu,
+               const Tensor& s, const Tensor& g, const Tensor& p, const Tensor& lse,
+               double scale, const Tensor& hk0, const Tensor& hv0, const Tensor& cu,
                const std::vector<int64_t>& cu_host, int64_t chunk)
       : a_(check_cuda(kFn, q, k, v, s, g, opt(hk0), opt(hv0), opt(cu), chunk,
                       host_of(cu, cu_host))) {
-    check_bwd_args(kFn, a_, grad_o, &p, std::nullopt, std::nullopt, q, v, s);
+    check_bwd_args(kFn, a_, grad_o, &p, opt(lse), std::nullopt, std::nullopt, q, v, s);
     const c10::cuda::CUDAGuard guard(q.device());
     in_ = device_inputs(q, k, v, s, g, opt(hk0), opt(hv0));
     out_ = alloc_bwd_outputs(a_, in_, at::kFloat);
     p_ = p.to(at::kFloat).contiguous();
+    if (lse.defined()) lse_ = lse.to(at::kFloat).contiguous();
     d_o_ = grad_o.to(q.scalar_type()).contiguous();
-    P_ = bwd_params(cuda_shape(a_), in_, p_, d_o_, Tensor(), Tensor(), out_, at::kFloat, scale,
-                    kCudaChunk);
+    P_ = bwd_params(cuda_shape(a_), in_, p_, lse_, d_o_, Tensor(), Tensor(), out_, at::kFloat,
+                    scale, kCudaChunk);
     ws_ = workspace(kernels::gsa_chunk_bwd_split_workspace_bytes(P_), in_.q);
     run(SplitPhase::kBegin);
     grad_in_k_ = out_.dhk0;
@@ -116,7 +117,7 @@ class CudaBwdSplit final : public GsaBwdSplit {
   GsaArgs a_;
   GsaInputs in_;
   GsaBwdOutputs out_;
-  Tensor p_, d_o_, dhkT_, dhvT_;
+  Tensor p_, lse_, d_o_, dhkT_, dhvT_;
   kernels::GsaBwdParams P_;
   Tensor ws_;
 };
@@ -133,13 +134,14 @@ std::unique_ptr<GsaFwdSplit> gsa_fwd_split_cuda(const Tensor& q, const Tensor& k
 
 std::unique_ptr<GsaBwdSplit> gsa_bwd_split_cuda(const Tensor& grad_o, const Tensor& q,
                                                 const Tensor& k, const Tensor& v, const Tensor& s,
-                                                const Tensor& g, const Tensor& p, double scale,
+                                                const Tensor& g, const Tensor& p,
+                                                const Tensor& lse, double scale,
                                                 const Tensor& hk0, const Tensor& hv0,
                                                 const Tensor& cu,
                                                 const std::vector<int64_t>& cu_host,
                                                 int64_t chunk_size) {
-  return std::make_unique<CudaBwdSplit>(grad_o, q, k, v, s, g, p, scale, hk0, hv0, cu, cu_host,
-                                        chunk_size);
+  return std::make_unique<CudaBwdSplit>(grad_o, q, k, v, s, g, p, lse, scale, hk0, hv0, cu,
+                                        cu_host, chunk_size);
 }
 
 }  // namespace ravensp::ops

@@ -44,7 +44,7 @@ def _chunk_fwd_fake(q, k, v, s, g, scale, hk0, hv0, cu_seqlens, chunk_size):
     hk, hv = _state_shapes(q, v, s, cu_seqlens)
     acc = _accum(q.dtype)
     return (v.new_empty(v.shape), q.new_empty(hk, dtype=acc), q.new_empty(hv, dtype=acc),
-            s.new_empty(s.shape, dtype=acc))
+            s.new_empty(s.shape, dtype=acc), s.new_empty(s.shape[:-1], dtype=acc))
 
 
 def _bwd_fake(q, k, v, s, g, cu_seqlens):
@@ -57,8 +57,8 @@ def _bwd_fake(q, k, v, s, g, cu_seqlens):
 
 
 @torch.library.register_fake("ravensp::gsa_chunk_bwd")
-def _chunk_bwd_fake(grad_o, grad_hkT, grad_hvT, q, k, v, s, g, p, scale, hk0, hv0, cu_seqlens,
-                    chunk_size):
+def _chunk_bwd_fake(grad_o, grad_hkT, grad_hvT, q, k, v, s, g, p, lse, scale, hk0, hv0,
+                    cu_seqlens, chunk_size):
     return _bwd_fake(q, k, v, s, g, cu_seqlens)
 
 
