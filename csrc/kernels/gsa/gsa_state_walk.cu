@@ -68,8 +68,69 @@ struct WalkSmem {
   }
 };
 
-// grid (N * tiles, H). Tile t < nkt * nm is Hk rows [32 kt, +32) x slots
-// [MS mt, +MS); the rest are Hv slots [MS mt, +MS) x columns [32 vt, +32).
+// One walk block's tile, for grid (N * tiles, H): tile t < nkt * nm is Hk rows
+// [32 kt, +32) x slots [MS mt, +MS), the rest are Hv slots [MS mt, +MS) x
+// columns [32 vt, +32); where it sits in a [.., H, K, M] or [.., H, M, V] state
+// (off + row * ld), and the chunks of its sequence. The two walk kernels share
+// it and differ only in where they keep the tile.
+template <typename T>
+struct WalkTile {
+  int n, h, MS, m0, ct, rows, cols, nc;
+  bool is_k;
+  int64_t size, ld, off, first;
+  __device__ __forceinline__ WalkTile(const ChunkMap& cm, int K, int V, int M) {
+    constexpr int C = kWalkCols;
+    MS = slice_of(M);
+    const int nm = M / MS, nkt = K / C, nvt = V / C, tiles = nkt * nm + nm * nvt;
+    n = blockIdx.x / tiles;
+    const int tile = blockIdx.x - n * tiles;
+    h = blockIdx.y;
+    is_k = tile < nkt * nm;
+    const int r = is_k ? tile : tile - nkt * nm;
+    const int mt = is_k ? r % nm : r / nvt;
+    ct = is_k ? r / nm : r % nvt;  // the k or v column tile
+    m0 = mt * MS;
+    rows = is_k ? C : MS;
+    cols = is_k ? MS : C;
+    size = is_k ? static_cast<int64_t>(K) * M : static_cast<int64_t>(M) * V;
+    ld = is_k ? M : V;
+    off = is_k ? static_cast<int64_t>(ct) * C * M + m0 : static_cast<int64_t>(m0) * V + ct * C;
+    first = cm.cu == nullptr ? n * ((cm.seqlen + kChunk - 1) / kChunk) : cm.seq_chunk_off[n];
+    nc = static_cast<int>(cm.cu == nullptr ? (cm.seqlen + kChunk - 1) / kChunk
+                                           : cm.seq_chunk_off[n + 1] - first);
+  }
+  // Step c: chunk c + 1's copies started into the other buffer set (last read by
+  // chunk c - 1), chunk c's landed and visible to the block. Returns c's set.
+  template <typename Issue>
+  __device__ __forceinline__ int begin_step(int c, Issue& issue) const {
+    const int b = c & 1;
+    if (c + 1 < nc) {
+      issue(c + 1, b ^ 1);
+      async_wait_older<3>();  // issue commits three groups per chunk
+    } else {
+      async_wait();
+    }
+    return b;
+  }
+  // Chunk c's operands by cp.async, three groups: its k or v column tile into X,
+  // its W slice into W (W's rows hold T values at the start of each fp32 token
+  // row of wbuf, 2 * H * M T apart), its decays G_L into GL.
+  __device__ __forceinline__ void issue(const ChunkMap& cm, int H, int K, int V, int M,
+                                        const T* k, const T* v,
+                        const float* wbuf, const float* gl, int c, T* X, int ldx, T* W, int ldw,
+                        float* GL) const {
+    const ChunkPos cp = chunk_pos(cm, first + c);
+    const int xdim = is_k ? K : V;
+    const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
+    async_tile(X, ldx, (is_k ? k : v) + (cp.tok0 * H + h) * xdim + ct * kWalkCols,
+               static_cast<int64_t>(H) * xdim, kChunk, cp.L, kWalkCols);
+    async_tile(W, ldw, reinterpret_cast<const T*>(wbuf + tokM) + m0, rowM * 4 / sizeof(T),
+               kChunk, cp.L, MS);
+    async_floats(GL, MS, gl + (cp.j * H + h) * M + m0, MS, 1, 1, MS);
+  }
+};
+
+// grid (N * tiles, H), tiles as in WalkTile.
 template <typename T>
 __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
@@ -79,43 +140,20 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const WalkSmem<T> L_(M);
   constexpr int C = kWalkCols;
-  const int MS = L_.MS, nm = M / MS, nkt = K / C, nvt = V / C;
-  const int tiles = nkt * nm + nm * nvt;
-  const int n = blockIdx.x / tiles, tile = blockIdx.x - n * tiles, h = blockIdx.y;
-  const bool is_k = tile < nkt * nm;
-  const int r = is_k ? tile : tile - nkt * nm;
-  const int mt = is_k ? r % nm : r / nvt, ct = is_k ? r / nm : r % nvt;  // ct: k or v tile
-  const int m0 = mt * MS;
-  // The tile: rows x cols at off + row * ld of a [.., H, K, M] or [.., H, M, V] state.
-  const int rows = is_k ? C : MS, cols = is_k ? MS : C;
-  const int64_t size = is_k ? static_cast<int64_t>(K) * M : static_cast<int64_t>(M) * V;
-  const int64_t ld = is_k ? M : V;
-  const int64_t off = is_k ? static_cast<int64_t>(ct) * C * M + m0
-                           : static_cast<int64_t>(m0) * V + ct * C;
+  const WalkTile<T> wt(cm, K, V, M);
+  const bool is_k = wt.is_k;
+  const int MS = wt.MS, rows = wt.rows, cols = wt.cols, nc = wt.nc, h = wt.h;
+  const int64_t size = wt.size, ld = wt.ld, off = wt.off, first = wt.first;
   float* Hs = reinterpret_cast<float*>(smem_raw);
   float* GL = Hs + kChunk * L_.ldh;  // [2][kTile]
   T* W = reinterpret_cast<T*>(GL + 2 * kTile);  // [2][kChunk][ldw]
   T* X = W + 2 * kChunk * L_.ldw;               // [2][kChunk][ldx]
-  const int64_t first = cm.cu == nullptr ? n * ((cm.seqlen + kChunk - 1) / kChunk)
-                                         : cm.seq_chunk_off[n];
-  const int nc = static_cast<int>(cm.cu == nullptr ? (cm.seqlen + kChunk - 1) / kChunk
-                                                   : cm.seq_chunk_off[n + 1] - first);
-  const int xdim = is_k ? K : V;
-  const T* xsrc = is_k ? k : v;
-  const int64_t rowX = static_cast<int64_t>(H) * xdim, rowM = static_cast<int64_t>(H) * M;
   auto issue = [&](int c, int b) {
-    const ChunkPos cp = chunk_pos(cm, first + c);
-    const int64_t tokM = (cp.tok0 * H + h) * M;
-    async_tile(X + b * kChunk * L_.ldx, L_.ldx, xsrc + (cp.tok0 * H + h) * xdim + ct * C, rowX,
-               kChunk, cp.L, C);
-    // W's rows hold T values at the start of each fp32 token row: 2 * rowM T apart.
-    async_tile(W + b * kChunk * L_.ldw, L_.ldw,
-               reinterpret_cast<const T*>(wbuf + tokM) + m0, rowM * 4 / sizeof(T), kChunk, cp.L,
-               MS);
-    async_floats(GL + b * kTile, MS, gl + (cp.j * H + h) * M + m0, MS, 1, 1, MS);
+    wt.issue(cm, H, K, V, M, k, v, wbuf, gl, c, X + b * kChunk * L_.ldx, L_.ldx,
+             W + b * kChunk * L_.ldw, L_.ldw, GL + b * kTile);
   };
   const float* init = is_k ? init_k : init_v;
-  const int64_t nh = static_cast<int64_t>(n) * H + h;
+  const int64_t nh = static_cast<int64_t>(wt.n) * H + h;
   for (int idx = threadIdx.x; idx < rows * cols; idx += blockDim.x) {
     const int i = idx / cols, j = idx - i * cols;
     Hs[i * L_.ldh + j] = init != nullptr ? init[nh * size + off + i * ld + j] : 0.f;
@@ -124,13 +162,7 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
   T* state = is_k ? hk : hv;
   const int quads = cols / 4;
   for (int c = 0; c < nc; ++c) {
-    const int b = c & 1;
-    if (c + 1 < nc) {
-      issue(c + 1, b ^ 1);  // buffers b ^ 1 were last read by chunk c - 1
-      async_wait_older<3>();
-    } else {
-      async_wait();
-    }
+    const int b = wt.begin_step(c, issue);
     // The chunk-start state out, then decayed by the chunk's total.
     const int64_t unit = (first + c) * H + h;
     const float* gL = GL + b * kTile;
@@ -168,47 +200,26 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
 // adds its share of the chunk's product, so a step has no shared-memory round
 // trip of the state and one barrier besides the tile copies'. Same grid, tiles
 // and prep as state_walk_kernel. NT: n8 tiles per warp, 2 when the slot slice
-// is 64 wide, 1 at M = 32.
+// is 64 wide, 1 at M = 32. (Two blocks per SM declared: without it ptxas kept 80
+// registers and spilled in the step loop.)
 template <typename T, int NT>
-__global__ void __launch_bounds__(kThreads) state_walk_regs_kernel(
+__global__ void __launch_bounds__(kThreads, 2) state_walk_regs_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
     const float* __restrict__ wbuf, const float* __restrict__ gl,
     const float* __restrict__ init_k, const float* __restrict__ init_v, T* __restrict__ hk,
     T* __restrict__ hv, float* __restrict__ out_k, float* __restrict__ out_v) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const WalkSmem<T> L_(M);
-  constexpr int C = kWalkCols;
-  const int MS = L_.MS, nm = M / MS, nkt = K / C, nvt = V / C;
-  const int tiles = nkt * nm + nm * nvt;
-  const int n = blockIdx.x / tiles, tile = blockIdx.x - n * tiles, h = blockIdx.y;
-  const bool is_k = tile < nkt * nm;
-  const int r = is_k ? tile : tile - nkt * nm;
-  const int mt = is_k ? r % nm : r / nvt, ct = is_k ? r / nm : r % nvt;
-  const int m0 = mt * MS;
-  const int cols = is_k ? MS : C;
-  const int64_t size = is_k ? static_cast<int64_t>(K) * M : static_cast<int64_t>(M) * V;
-  const int64_t ld = is_k ? M : V;
-  const int64_t off = is_k ? static_cast<int64_t>(ct) * C * M + m0
-                           : static_cast<int64_t>(m0) * V + ct * C;
+  const WalkTile<T> wt(cm, K, V, M);
+  const bool is_k = wt.is_k;
+  const int cols = wt.cols, nc = wt.nc, h = wt.h;
+  const int64_t size = wt.size, ld = wt.ld, off = wt.off, first = wt.first;
   float* GL = reinterpret_cast<float*>(smem_raw) + kChunk * L_.ldh;  // [2][kTile]
   T* W = reinterpret_cast<T*>(GL + 2 * kTile);                       // [2][kChunk][ldw]
   T* X = W + 2 * kChunk * L_.ldw;                                    // [2][kChunk][ldx]
-  const int64_t first = cm.cu == nullptr ? n * ((cm.seqlen + kChunk - 1) / kChunk)
-                                         : cm.seq_chunk_off[n];
-  const int nc = static_cast<int>(cm.cu == nullptr ? (cm.seqlen + kChunk - 1) / kChunk
-                                                   : cm.seq_chunk_off[n + 1] - first);
-  const int xdim = is_k ? K : V;
-  const T* xsrc = is_k ? k : v;
-  const int64_t rowX = static_cast<int64_t>(H) * xdim, rowM = static_cast<int64_t>(H) * M;
   auto issue = [&](int c, int b) {
-    const ChunkPos cp = chunk_pos(cm, first + c);
-    const int64_t tokM = (cp.tok0 * H + h) * M;
-    async_tile(X + b * kChunk * L_.ldx, L_.ldx, xsrc + (cp.tok0 * H + h) * xdim + ct * C, rowX,
-               kChunk, cp.L, C);
-    async_tile(W + b * kChunk * L_.ldw, L_.ldw,
-               reinterpret_cast<const T*>(wbuf + tokM) + m0, rowM * 4 / sizeof(T), kChunk, cp.L,
-               MS);
-    async_floats(GL + b * kTile, MS, gl + (cp.j * H + h) * M + m0, MS, 1, 1, MS);
+    wt.issue(cm, H, K, V, M, k, v, wbuf, gl, c, X + b * kChunk * L_.ldx, L_.ldx,
+             W + b * kChunk * L_.ldw, L_.ldw, GL + b * kTile);
   };
   // This warp's piece: rows [r0, +16), columns [n0, +8 NT) of the tile.
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
@@ -216,7 +227,7 @@ __global__ void __launch_bounds__(kThreads) state_walk_regs_kernel(
   auto row_of = [&](int e) { return r0 + g + ((e >> 1) << 3); };
   auto col_of = [&](int nt, int e) { return n0 + nt * 8 + 2 * tq + (e & 1); };
   const float* init = is_k ? init_k : init_v;
-  const int64_t nh = static_cast<int64_t>(n) * H + h;
+  const int64_t nh = static_cast<int64_t>(wt.n) * H + h;
   float acc[NT][4];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt)
@@ -226,13 +237,7 @@ __global__ void __launch_bounds__(kThreads) state_walk_regs_kernel(
   if (nc > 0) issue(0, 0);
   T* state = is_k ? hk : hv;
   for (int c = 0; c < nc; ++c) {
-    const int b = c & 1;
-    if (c + 1 < nc) {
-      issue(c + 1, b ^ 1);  // buffers b ^ 1 were last read by chunk c - 1
-      async_wait_older<3>();
-    } else {
-      async_wait();
-    }
+    const int b = wt.begin_step(c, issue);
     const int64_t unit = (first + c) * H + h;
     const float* gL = GL + b * kTile;
     T* out = state + unit * size + off;
