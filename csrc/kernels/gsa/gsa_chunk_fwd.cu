@@ -2,7 +2,8 @@
 // gsa_states.cu), then per chunk pass 1 (scores q^T Hk plus the gated
 // intra-chunk term, fused slot softmax -> p) and pass 2 (o from p, Hv and the
 // gated intra-chunk term). Products of the chunk with K, V and the states run on
-// the tensor cores for 16-bit inputs; states, scores and softmax stay fp32.
+// the tensor cores for 16-bit inputs; scores and softmax stay fp32, per-chunk
+// states are stored in the input dtype (see Plan).
 #include "kernels/gsa/gsa_common.cuh"
 #include "kernels/gsa/gsa_cuda.h"
 #include "kernels/gsa/gsa_gemm.cuh"

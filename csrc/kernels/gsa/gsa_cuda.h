@@ -1,6 +1,7 @@
 // CUDA entry points of the GSA kernels (torch-free): params + workspace + stream.
 // The caller allocates the workspace (bytes from *_workspace_bytes) on the
-// tensors' device; the kernels keep per-chunk fp32 states and gradients there.
+// tensors' device; the kernels keep per-chunk states and state gradients there,
+// in the input dtype (the scans carry the running state in fp32).
 // Supported shapes: gsa_cuda_table.h.
 #pragma once
 

@@ -40,7 +40,8 @@ inline at::Tensor workspace(size_t bytes, const at::Tensor& like) {
   return at::empty({static_cast<int64_t>(bytes)}, like.options().dtype(at::kByte));
 }
 
-// CUDA computes in the input dtype with fp32 states.
+// CUDA computes in the input dtype; the initial and final states it takes and
+// returns are fp32.
 inline GsaInputs device_inputs(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                const at::Tensor& s, const at::Tensor& g,
                                const std::optional<at::Tensor>& hk0,
