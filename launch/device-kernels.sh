@@ -17,6 +17,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/ravensp-out}
 mkdir -p "$OUT"
+rm -f "$OUT/memcheck.log"  # appended to below
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export PYTHONUNBUFFERED=1 TORCH_CUDA_ARCH_LIST=9.0a
 # System g++: /opt/gcc's links libstdc++ statically, and every C++ exception then
@@ -31,11 +32,12 @@ start=$(date +%s)
 cmake -S . -B $BUILD -G Ninja -DRAVENSP_WITH_LAUNCHER=OFF -DRAVENSP_WITH_MPI=OFF \
   -DRAVENSP_WITH_TESTS=OFF -DPython_EXECUTABLE="$(which python3)" \
   -DCMAKE_CUDA_ARCHITECTURES=90a ${RAVENSP_NCU_SOURCE:+-DCMAKE_CUDA_FLAGS=-lineinfo} \
-  > "$OUT/build.log" 2>&1 &&
-  ninja -C $BUILD -j16 ravensp_C >> "$OUT/build.log" 2>&1
+  > /tmp/build.log 2>&1 &&
+  ninja -C $BUILD -j16 ravensp_C >> /tmp/build.log 2>&1
 rc=$?
 echo "build rc=$rc in $(( $(date +%s) - start )) s"
-if [ $rc -ne 0 ]; then grep -E "error|FAILED" -A5 "$OUT/build.log" | head -60; exit $rc; fi
+# The device tool brings back only a few files: the build log only when it failed.
+if [ $rc -ne 0 ]; then cp /tmp/build.log "$OUT/"; grep -E "error|FAILED" -A5 /tmp/build.log | head -60; exit $rc; fi
 cp $BUILD/python/_C*.so $BUILD/lib/*.so python/ravensp/
 export PYTHONPATH=$PWD/python:$PWD/tests/python
 
@@ -59,8 +61,9 @@ for dt in (torch.bfloat16, torch.float32):
     (o.float().sum() + st[0].sum() + st[1].sum()).backward()
     o, st = ravensp.fused_recurrent_gsa(q, k, v, s, g, 1.0, (hk0, hv0), True, cu_seqlens=cu)
 torch.cuda.synchronize(); print('memcheck case done')
-" > "$OUT/memcheck_$route.log" 2>&1
-echo "memcheck ($route) rc=$? in $(( $(date +%s) - start )) s: $(grep -E 'ERROR SUMMARY|memcheck case' "$OUT/memcheck_$route.log" | tr '\n' ' ')"
+" > /tmp/memcheck_$route.log 2>&1
+echo "memcheck ($route) rc=$? in $(( $(date +%s) - start )) s: $(grep -E 'ERROR SUMMARY|memcheck case' /tmp/memcheck_$route.log | tr '\n' ' ')"
+{ echo "=== memcheck, $route route"; cat /tmp/memcheck_$route.log; } >> "$OUT/memcheck.log"
 done
 # The SP op's split passes (zigzag cut at 50, documents crossing it) in their own
 # run: NCCL's init probes its kernels for other architectures and clears the
@@ -79,8 +82,9 @@ for dt in (torch.bfloat16, torch.float32):
                                               device='cuda')
     rd.sp_gsa(q, k, v, s, g, grp, initial_state=(hk0, hv0)).float().sum().backward()
 torch.cuda.synchronize(); grp.destroy(); print('memcheck sp case done')
-" > "$OUT/memcheck_sp.log" 2>&1
-echo "memcheck sp rc=$? in $(( $(date +%s) - start )) s: $(grep -E 'ERROR SUMMARY|memcheck sp case' "$OUT/memcheck_sp.log" | tr '\n' ' ')"
+" > /tmp/memcheck_sp.log 2>&1
+echo "memcheck sp rc=$? in $(( $(date +%s) - start )) s: $(grep -E 'ERROR SUMMARY|memcheck sp case' /tmp/memcheck_sp.log | tr '\n' ' ')"
+{ echo "=== memcheck, SP split passes"; cat /tmp/memcheck_sp.log; } >> "$OUT/memcheck.log"
 
 if [ "$SHAPES" != "none" ]; then
   export TRITON_CACHE_DIR=/tmp/tc
@@ -138,11 +142,13 @@ fi
 if [ -n "${RAVENSP_NCU_SOURCE:-}" ] && command -v ncu >/dev/null; then
   start=$(date +%s)
   ncu --set full --import-source yes --clock-control none --kernel-name-base function \
-    -k regex:"$RAVENSP_NCU_SOURCE" -c ${RAVENSP_NCU_COUNT:-2} -f -o "$OUT/source" python3 launch/ncu_gsa_case.py \
-    > "$OUT/ncu_source.log" 2>&1
+    -k regex:"$RAVENSP_NCU_SOURCE" -c ${RAVENSP_NCU_COUNT:-2} -f -o /tmp/ncu_source python3 launch/ncu_gsa_case.py \
+    > /tmp/ncu_source.log 2>&1
   echo "ncu source rc=$? in $(( $(date +%s) - start )) s"
-  ncu -i "$OUT/source.ncu-rep" --page source --csv --print-source cuda,sass > "$OUT/source.csv" 2>&1
-  python3 - "$OUT/source.csv" <<'PY'
+  # The report and its CSV stay on the machine (too large to come back); the
+  # top lines per source file come back in ncu_source_top.txt.
+  ncu -i /tmp/ncu_source.ncu-rep --page source --csv --print-source cuda,sass > /tmp/source.csv 2>&1
+  python3 - /tmp/source.csv <<'PY' | tee "$OUT/ncu_source_top.txt" | head -80
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))
 def num(x):
