@@ -201,6 +201,17 @@ __device__ __forceinline__ void load_tile(Tdst* dst, int ld, const Tsrc* src, in
   }
 }
 
+// dst[r][c] = src[r][c] converted, for a rows x cols tile in shared memory
+// (widening a copied 16-bit tile to fp32). No barrier.
+template <typename Tdst, typename Tsrc>
+__device__ __forceinline__ void convert_tile(Tdst* dst, int ldd, const Tsrc* src, int lds,
+                                             int rows, int cols) {
+  for (int idx = threadIdx.x; idx < rows * cols; idx += blockDim.x) {
+    const int r = idx / cols, c = idx - r * cols;
+    dst[r * ldd + c] = from_f<Tdst>(to_f<Tsrc>(src[r * lds + c]));
+  }
+}
+
 // Issues the cp.async copies of a rows x cols tile in kBytes pieces (16: .cg,
 // past L1; 4: .ca, for destinations of any leading dimension) and commits them
 // as one group. A row past the valid ones copies 0 bytes from the tile's first

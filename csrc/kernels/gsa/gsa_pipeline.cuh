@@ -13,17 +13,6 @@
 
 namespace ravensp::kernels::gsa_cuda {
 
-// dst[r][c] = src[r][c] converted, for a rows x cols tile in shared memory
-// (widening a copied 16-bit tile to fp32). No barrier.
-template <typename Tdst, typename Tsrc>
-__device__ __forceinline__ void convert_tile(Tdst* dst, int ldd, const Tsrc* src, int lds,
-                                             int rows, int cols) {
-  for (int idx = threadIdx.x; idx < rows * cols; idx += blockDim.x) {
-    const int r = idx / cols, c = idx - r * cols;
-    dst[r * ldd + c] = from_f<Tdst>(to_f<Tsrc>(src[r * lds + c]));
-  }
-}
-
 // Runs n steps. issue(s, b) starts the copies of step s into buffer set b (0 or
 // 1), each by one async_tile; body(s, b) multiplies step s with set b. Anything
 // else issued by async_tile before the call is waited for by step 0. Every

@@ -42,8 +42,7 @@ __global__ void chunk_map_kernel(const int64_t* cu, int64_t N, int64_t T, int64_
 // Floats before W in local_states' shared memory: the chunk decay G, which
 // becomes the fp32 staging of each product tile once W is formed.
 __host__ __device__ constexpr int local_states_g_floats(int MS) {
-  return kChunk * ld_ew(MS) + 32 > kChunk * ld_of<float>(kTile) ? kChunk * ld_ew(MS) + 32
-                                                                 : kChunk * ld_of<float>(kTile);
+  return static_cast<int>(max_of(kChunk * ld_ew(MS) + 32, kChunk * ld_of<float>(kTile)));
 }
 
 // grid (NC, H, M / MS): the local states of one chunk in one slot slice, from
