@@ -12,9 +12,12 @@
 // blocks stay elementwise, each weight taken as exp(G_t - G_i) directly (never
 // exp(G_t) * exp(-G_i), which overflows).
 //
-// Each helper takes a fp32 scratch area (intra_scratch_floats) that must not
-// alias its inputs, every thread of the block must call it, and it ends with a
-// barrier.
+// Every thread of the block must call a helper, and it ends with a barrier.
+// For 16-bit inputs (kTC) each runs the register form of gsa_intra_regs.cuh: one
+// phase, no scratch. For fp32 inputs the form below, on shared memory with fp32
+// FMA products, which takes a fp32 scratch area (intra_scratch_floats) that must
+// not alias its inputs; it is the plain form the register one was checked
+// against, and the fp32 tests' exact path.
 #pragma once
 
 #include <mma.h>
@@ -22,10 +25,9 @@
 #include <type_traits>
 
 #include "kernels/gsa/gsa_common.cuh"
+#include "kernels/gsa/gsa_intra_regs.cuh"
 
 namespace ravensp::kernels::gsa_cuda {
-
-constexpr int kSub = 16;  // sub-chunk rows
 
 // Leading dimension of the scratch operands for a slot slice of width ms.
 __host__ __device__ constexpr int ld_scratch(int ms) { return ms + 4; }
@@ -114,6 +116,10 @@ __device__ __forceinline__ void gated_scores(float* out, int ldo, const float* X
                                              const float* A, int lda, const float* G,
                                              const float* S, int lde, int L, int ms, float mult,
                                              float* scratch) {
+  if constexpr (kTC) {
+    gated_scores_regs(out, ldo, X, ldx, A, lda, G, S, lde, L, ms, mult);
+    return;
+  }
   // Diagonal blocks and the state term.
   for (int idx = threadIdx.x; idx < L * ms; idx += blockDim.x) {
     const int t = idx / ms, m = idx - t * ms, t0 = t & ~(kSub - 1);
@@ -152,6 +158,10 @@ __device__ __forceinline__ void gated_rev_sums(float* out, int ldo, const float*
                                                const float* X, const float* B, const float* Y,
                                                int lda, const float* G, int lde, int L, int ms,
                                                float* scratch) {
+  if constexpr (kTC) {
+    gated_rev_sums_regs(out, ldo, A, X, B, Y, lda, G, lde, L, ms);
+    return;
+  }
   for (int idx = threadIdx.x; idx < L * ms; idx += blockDim.x) {
     const int i = idx / ms, m = idx - i * ms;
     const int end = min((i | (kSub - 1)) + 1, L);
@@ -200,6 +210,10 @@ __device__ __forceinline__ void gated_pairs(float* R1, const float* X1, float* R
                                             const float* X2, int ldr, const float* G,
                                             const float* S, int lde, int L, int ms,
                                             bool accumulate, float* scratch) {
+  if constexpr (kTC) {
+    gated_pairs_regs(R1, X1, R2, X2, ldr, G, S, lde, ms, accumulate);
+    return;
+  }
   // Blocks above the diagonal are zero; the four diagonal blocks elementwise.
   if (!accumulate)
     for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x) {

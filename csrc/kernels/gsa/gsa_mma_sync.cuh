@@ -3,7 +3,8 @@
 // across many products and touch its elements in place (the state walk scales
 // its state by the chunk decay every step): the fragment layout is fixed by
 // PTX, unlike WMMA's, so a thread knows which (row, column) each of its
-// accumulator values is. 16-bit inputs only; fp32 accumulation.
+// accumulator values is. 16-bit inputs, or fp32 rounded to TF32 (mma_1688);
+// fp32 accumulation.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -51,6 +52,26 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
   }
+}
+
+// fp32 rounded to TF32 (round to nearest, ties away), the operand format of
+// mma_1688: the same rounding WMMA's __float_to_tf32 applies.
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
+}
+
+// d += a b for one m16n8k8 TF32 tile (g = lane / 4, t = lane % 4):
+// a[0..3] at (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4) of A (16 x 8);
+// b[0], b[1] at (t, g), (t + 4, g) of B (8 x 8); d as in mma_16816.
+__device__ __forceinline__ void mma_1688(float (&d)[4], const uint32_t (&a)[4],
+                                         const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, "
+      "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 // acc[nt] += A B over k = 64 for one warp's 16 x (8 NT) tile at rows [r0, +16),

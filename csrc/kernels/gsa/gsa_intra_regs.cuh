@@ -1,0 +1,250 @@
+// The intra-chunk gated products of gsa_intra.cuh for 16-bit inputs, with
+// register accumulators: one warp per 16 x 8 output tile, TF32 mma.sync on
+// operands that each thread builds in registers straight from the fp32 shared
+// tiles, decay factor included.
+//
+// The shared-memory form wrote the decayed operands of every sub-chunk to a
+// scratch area, multiplied them there with WMMA and added the result back:
+// three phases and two barriers per sub-chunk, with one to three warps of eight
+// busy in each product (Nsight Compute: 76% of bwd_pairs' stall samples sat in
+// those helpers). Here a warp owns its output elements from start to end: the
+// off-diagonal sum of its tile on the tensor cores (the factorisation of
+// gsa_intra.cuh: e^{G_t - G_i} = e^{G_t - G_r} e^{G_r - G_i}, both factors <= 1),
+// the diagonal block's pairs elementwise, one store. A call is one phase and
+// one barrier, and needs no scratch.
+//
+// Fragment positions (mma_1688, g = lane / 4, q = lane % 4): a warp's tile has
+// rows r0 + g and r0 + g + 8, columns c0 + 2q and c0 + 2q + 1; its A operand
+// elements are (row, k) = (g | g + 8, q | q + 4), its B operand elements
+// (k, column) = (q | q + 4, g).
+#pragma once
+
+#include "kernels/gsa/gsa_common.cuh"
+#include "kernels/gsa/gsa_mma_sync.cuh"
+
+namespace ravensp::kernels::gsa_cuda {
+
+constexpr int kSub = 16;  // sub-chunk rows
+
+// out[t][m] = mult * (e^{G_tm} X[t][m] + sum_{i<=t} A[t][i] S[i][m] e^{G_tm - G_im})
+// for t < L, one warp per (16-row sub-chunk, 8 slots). ms a multiple of 8.
+__device__ __forceinline__ void gated_scores_regs(float* out, int ldo, const float* X, int ldx,
+                                                  const float* A, int lda, const float* G,
+                                                  const float* S, int lde, int L, int ms,
+                                                  float mult) {
+  const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3, nj = ms >> 3;
+  for (int job = threadIdx.x >> 5; job < (kChunk / kSub) * nj; job += blockDim.x >> 5) {
+    const int a = job / nj, c0 = (job - a * nj) * 8, base = a * kSub;
+    if (base >= L) continue;
+    const int t0 = base + gq, t1 = t0 + 8, m0 = c0 + 2 * tq, m1 = m0 + 1;
+    const float g00 = G[t0 * lde + m0], g01 = G[t0 * lde + m1];
+    const float g10 = G[t1 * lde + m0], g11 = G[t1 * lde + m1];
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    if (base > 0) {
+      // Every row before the sub-chunk, referenced at r = base - 1.
+      const int r = base - 1, n = c0 + gq;
+      const float grn = G[r * lde + n];
+      for (int k0 = 0; k0 < base; k0 += 8) {
+        const int i0 = k0 + tq, i1 = i0 + 4;
+        const uint32_t af[4] = {to_tf32(A[t0 * lda + i0]), to_tf32(A[t1 * lda + i0]),
+                                to_tf32(A[t0 * lda + i1]), to_tf32(A[t1 * lda + i1])};
+        const uint32_t bf[2] = {to_tf32(S[i0 * lde + n] * __expf(grn - G[i0 * lde + n])),
+                                to_tf32(S[i1 * lde + n] * __expf(grn - G[i1 * lde + n]))};
+        mma_1688(acc, af, bf);
+      }
+      const float r0 = G[r * lde + m0], r1 = G[r * lde + m1];
+      acc[0] *= __expf(g00 - r0);
+      acc[1] *= __expf(g01 - r1);
+      acc[2] *= __expf(g10 - r0);
+      acc[3] *= __expf(g11 - r1);
+    }
+    // The diagonal block pair by pair, i in [base, t].
+    for (int i = base; i <= t1; ++i) {
+      const float s0 = S[i * lde + m0], s1 = S[i * lde + m1];
+      const float gi0 = G[i * lde + m0], gi1 = G[i * lde + m1];
+      const float w1 = A[t1 * lda + i];
+      acc[2] = fmaf(w1 * s0, __expf(g10 - gi0), acc[2]);
+      acc[3] = fmaf(w1 * s1, __expf(g11 - gi1), acc[3]);
+      if (i <= t0) {
+        const float w0 = A[t0 * lda + i];
+        acc[0] = fmaf(w0 * s0, __expf(g00 - gi0), acc[0]);
+        acc[1] = fmaf(w0 * s1, __expf(g01 - gi1), acc[1]);
+      }
+    }
+    // X and out may alias: each element is read and written by this thread only.
+    if (t0 < L) {
+      out[t0 * ldo + m0] = mult * fmaf(__expf(g00), X[t0 * ldx + m0], acc[0]);
+      out[t0 * ldo + m1] = mult * fmaf(__expf(g01), X[t0 * ldx + m1], acc[1]);
+    }
+    if (t1 < L) {
+      out[t1 * ldo + m0] = mult * fmaf(__expf(g10), X[t1 * ldx + m0], acc[2]);
+      out[t1 * ldo + m1] = mult * fmaf(__expf(g11), X[t1 * ldx + m1], acc[3]);
+    }
+  }
+  __syncthreads();
+}
+
+// out[i][m] = sum_{i<=t<L} (A[t][i] X[t][m] + B[t][i] Y[t][m]) e^{G_tm - G_im} for
+// i < L (B, Y may be null), one warp per (16-row sub-chunk, 8 slots).
+__device__ __forceinline__ void gated_rev_sums_regs(float* out, int ldo, const float* A,
+                                                    const float* X, const float* B,
+                                                    const float* Y, int lda, const float* G,
+                                                    int lde, int L, int ms) {
+  const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3, nj = ms >> 3;
+  const int tend = min(kChunk, (L + 7) & ~7);  // rows >= L of A, B, X, Y are zero
+  for (int job = threadIdx.x >> 5; job < (kChunk / kSub) * nj; job += blockDim.x >> 5) {
+    const int b = job / nj, c0 = (job - b * nj) * 8, base = b * kSub;
+    if (base >= L) continue;
+    const int i0 = base + gq, i1 = i0 + 8, m0 = c0 + 2 * tq, m1 = m0 + 1;
+    const float g00 = G[i0 * lde + m0], g01 = G[i0 * lde + m1];
+    const float g10 = G[i1 * lde + m0], g11 = G[i1 * lde + m1];
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    if (base + kSub < tend) {
+      // Every row after the sub-chunk, referenced at its last row r.
+      const int r = base + kSub - 1, n = c0 + gq;
+      const float grn = G[r * lde + n];
+      for (int k0 = base + kSub; k0 < tend; k0 += 8) {
+        const int ta = k0 + tq, tb = ta + 4;
+        const float wa = __expf(G[ta * lde + n] - grn), wb = __expf(G[tb * lde + n] - grn);
+        {
+          const uint32_t af[4] = {to_tf32(A[ta * lda + i0]), to_tf32(A[ta * lda + i1]),
+                                  to_tf32(A[tb * lda + i0]), to_tf32(A[tb * lda + i1])};
+          const uint32_t bf[2] = {to_tf32(X[ta * lde + n] * wa), to_tf32(X[tb * lde + n] * wb)};
+          mma_1688(acc, af, bf);
+        }
+        if (B != nullptr) {
+          const uint32_t af[4] = {to_tf32(B[ta * lda + i0]), to_tf32(B[ta * lda + i1]),
+                                  to_tf32(B[tb * lda + i0]), to_tf32(B[tb * lda + i1])};
+          const uint32_t bf[2] = {to_tf32(Y[ta * lde + n] * wa), to_tf32(Y[tb * lde + n] * wb)};
+          mma_1688(acc, af, bf);
+        }
+      }
+      const float r0 = G[r * lde + m0], r1 = G[r * lde + m1];
+      acc[0] *= __expf(r0 - g00);
+      acc[1] *= __expf(r1 - g01);
+      acc[2] *= __expf(r0 - g10);
+      acc[3] *= __expf(r1 - g11);
+    }
+    // The diagonal block pair by pair, t in [i, base + 16).
+    for (int t = i0; t < base + kSub; ++t) {
+      const float et0 = G[t * lde + m0], et1 = G[t * lde + m1];
+      float x0 = X[t * lde + m0], x1 = X[t * lde + m1], y0 = 0.f, y1 = 0.f;
+      if (B != nullptr) y0 = Y[t * lde + m0], y1 = Y[t * lde + m1];
+      const float a0 = A[t * lda + i0], b0 = B != nullptr ? B[t * lda + i0] : 0.f;
+      acc[0] = fmaf(fmaf(b0, y0, a0 * x0), __expf(et0 - g00), acc[0]);
+      acc[1] = fmaf(fmaf(b0, y1, a0 * x1), __expf(et1 - g01), acc[1]);
+      if (t >= i1) {
+        const float a1 = A[t * lda + i1], b1 = B != nullptr ? B[t * lda + i1] : 0.f;
+        acc[2] = fmaf(fmaf(b1, y0, a1 * x0), __expf(et0 - g10), acc[2]);
+        acc[3] = fmaf(fmaf(b1, y1, a1 * x1), __expf(et1 - g11), acc[3]);
+      }
+    }
+    if (i0 < L) {
+      out[i0 * ldo + m0] = acc[0];
+      out[i0 * ldo + m1] = acc[1];
+    }
+    if (i1 < L) {
+      out[i1 * ldo + m0] = acc[2];
+      out[i1 * ldo + m1] = acc[3];
+    }
+  }
+  __syncthreads();
+}
+
+// R1[t][i] (+)= sum_m X1[t][m] S[i][m] e^{G_tm - G_im} for i <= t, and R2 with X2
+// (both may be null), one warp per (16-row sub-chunk, 8 columns) of the 64 x 64
+// pair matrix. Entries i > t are zeroed (accumulate = false) or left (they are
+// 0 already); rows >= L of X1, X2 must be zero. ldr even.
+__device__ __forceinline__ void gated_pairs_regs(float* R1, const float* X1, float* R2,
+                                                 const float* X2, int ldr, const float* G,
+                                                 const float* S, int lde, int ms,
+                                                 bool accumulate) {
+  const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
+  constexpr int kRowTiles = kChunk / kSub, kColTiles = kChunk / 8;
+  // Warp w takes row tile w % 4: with eight warps each has one diagonal tile.
+  for (int job = threadIdx.x >> 5; job < kRowTiles * kColTiles; job += blockDim.x >> 5) {
+    const int a = job % kRowTiles, j8 = job / kRowTiles, b = j8 * 8 / kSub;
+    const int t0 = a * kSub + gq, t1 = t0 + 8, i0 = j8 * 8 + 2 * tq;
+    float* p10 = R1 + t0 * ldr + i0;
+    float* p11 = R1 + t1 * ldr + i0;
+    float* p20 = R2 != nullptr ? R2 + t0 * ldr + i0 : nullptr;
+    float* p21 = R2 != nullptr ? R2 + t1 * ldr + i0 : nullptr;
+    if (b > a) {  // above the diagonal
+      if (!accumulate) {
+        *reinterpret_cast<float2*>(p10) = make_float2(0.f, 0.f);
+        *reinterpret_cast<float2*>(p11) = make_float2(0.f, 0.f);
+        if (R2 != nullptr) {
+          *reinterpret_cast<float2*>(p20) = make_float2(0.f, 0.f);
+          *reinterpret_cast<float2*>(p21) = make_float2(0.f, 0.f);
+        }
+      }
+      continue;
+    }
+    float c1[4] = {0.f, 0.f, 0.f, 0.f}, c2[4] = {0.f, 0.f, 0.f, 0.f};
+    if (b < a) {
+      // Columns of an earlier sub-chunk, referenced at r = 16a - 1.
+      const int r = a * kSub - 1, n = j8 * 8 + gq;
+      for (int k0 = 0; k0 < ms; k0 += 8) {
+        const int ma = k0 + tq, mb = ma + 4;
+        const float ra = G[r * lde + ma], rb = G[r * lde + mb];
+        const float w0a = __expf(G[t0 * lde + ma] - ra), w1a = __expf(G[t1 * lde + ma] - ra);
+        const float w0b = __expf(G[t0 * lde + mb] - rb), w1b = __expf(G[t1 * lde + mb] - rb);
+        const uint32_t bf[2] = {to_tf32(S[n * lde + ma] * __expf(ra - G[n * lde + ma])),
+                                to_tf32(S[n * lde + mb] * __expf(rb - G[n * lde + mb]))};
+        {
+          const uint32_t af[4] = {to_tf32(X1[t0 * lde + ma] * w0a), to_tf32(X1[t1 * lde + ma] * w1a),
+                                  to_tf32(X1[t0 * lde + mb] * w0b), to_tf32(X1[t1 * lde + mb] * w1b)};
+          mma_1688(c1, af, bf);
+        }
+        if (X2 != nullptr) {
+          const uint32_t af[4] = {to_tf32(X2[t0 * lde + ma] * w0a), to_tf32(X2[t1 * lde + ma] * w1a),
+                                  to_tf32(X2[t0 * lde + mb] * w0b), to_tf32(X2[t1 * lde + mb] * w1b)};
+          mma_1688(c2, af, bf);
+        }
+      }
+    } else {
+      // The diagonal tile pair by pair; pairs above the diagonal weigh 0 (their
+      // exponent is positive, so it is never taken).
+      const bool v00 = i0 <= t0, v01 = i0 + 1 <= t0, v10 = i0 <= t1, v11 = i0 + 1 <= t1;
+      for (int m = 0; m < ms; ++m) {
+        const float gt0 = G[t0 * lde + m], gt1 = G[t1 * lde + m];
+        const float gi0 = G[i0 * lde + m], gi1 = G[(i0 + 1) * lde + m];
+        const float s0 = S[i0 * lde + m], s1 = S[(i0 + 1) * lde + m];
+        const float w00 = v00 ? s0 * __expf(gt0 - gi0) : 0.f;
+        const float w01 = v01 ? s1 * __expf(gt0 - gi1) : 0.f;
+        const float w10 = v10 ? s0 * __expf(gt1 - gi0) : 0.f;
+        const float w11 = v11 ? s1 * __expf(gt1 - gi1) : 0.f;
+        const float x0 = X1[t0 * lde + m], x1 = X1[t1 * lde + m];
+        c1[0] = fmaf(x0, w00, c1[0]);
+        c1[1] = fmaf(x0, w01, c1[1]);
+        c1[2] = fmaf(x1, w10, c1[2]);
+        c1[3] = fmaf(x1, w11, c1[3]);
+        if (X2 != nullptr) {
+          const float y0 = X2[t0 * lde + m], y1 = X2[t1 * lde + m];
+          c2[0] = fmaf(y0, w00, c2[0]);
+          c2[1] = fmaf(y0, w01, c2[1]);
+          c2[2] = fmaf(y1, w10, c2[2]);
+          c2[3] = fmaf(y1, w11, c2[3]);
+        }
+      }
+    }
+    auto put = [&](float* p, float x, float y) {
+      float2 v = make_float2(x, y);
+      if (accumulate) {
+        const float2 old = *reinterpret_cast<const float2*>(p);
+        v.x += old.x;
+        v.y += old.y;
+      }
+      *reinterpret_cast<float2*>(p) = v;
+    };
+    put(p10, c1[0], c1[1]);
+    put(p11, c1[2], c1[3]);
+    if (R2 != nullptr) {
+      put(p20, c2[0], c2[1]);
+      put(p21, c2[2], c2[3]);
+    }
+  }
+  __syncthreads();
+}
+
+}  // namespace ravensp::kernels::gsa_cuda
