@@ -148,23 +148,29 @@ if [ -n "${RAVENSP_NCU_SOURCE:-}" ] && command -v ncu >/dev/null; then
   # The report and its CSV stay on the machine (too large to come back); the
   # top lines per source file come back in ncu_source_top.txt.
   ncu -i /tmp/ncu_source.ncu-rep --page source --csv --print-source cuda,sass > /tmp/source.csv 2>&1
-  python3 - /tmp/source.csv <<'PY' | tee "$OUT/ncu_source_top.txt" | head -80
+  python3 - /tmp/source.csv > "$OUT/ncu_source_top.txt" <<'PY'
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))
 def num(x):
     try: return float(x.replace(",", ""))
     except ValueError: return None
 heads = [i for i, r in enumerate(rows) if any(h.startswith("Warp Stall Sampling (All") for h in r)]
-print(f"{len(heads)} tables; first rows: {rows[:2]}")
-heads.append(len(rows))
-for a, b in zip(heads, heads[1:]):
+tables = []
+for n, a in enumerate(heads):
+    b = heads[n + 1] if n + 1 < len(heads) else len(rows)
     hdr = rows[a]
     col = next(i for i, h in enumerate(hdr) if h.startswith("Warp Stall Sampling (All"))
+    # The rows above a table name its source file and kernel.
+    label = {r[0]: r[1] for r in rows[max(0, a - 4):a] if len(r) >= 2}
     body = [r for r in rows[a + 1:b] if len(r) == len(hdr) and num(r[col]) is not None]
-    total = sum(num(r[col]) for r in body) or 1.0
-    print(f"--- table at row {a} ({hdr[:3]}): {total:.0f} samples")
-    for r in sorted(body, key=lambda r: -num(r[col]))[:30]:
-        text = " | ".join(x.strip()[:70] for k, x in enumerate(r) if k != col and num(x) is None)
-        print(f"{100 * num(r[col]) / total:5.1f}% {text[:140]}")
+    tables.append((sum(num(r[col]) for r in body), label, hdr, col, body))
+grand = sum(t[0] for t in tables) or 1.0
+for total, label, hdr, col, body in sorted(tables, key=lambda t: -t[0]):
+    fn = label.get("Function Name", "?").split("(")[0].split("::")[-1]
+    print(f"=== {100 * total / grand:5.1f}% of samples: {label.get('File Path', '?').split('/')[-1]} in {fn}")
+    src = [r for r in body if r[1].strip()]  # CUDA source lines (SASS rows have no source)
+    for r in sorted(src, key=lambda r: -num(r[col]))[:12]:
+        print(f"{100 * num(r[col]) / grand:5.1f}% L{r[0]}: {r[1].strip()[:110]}")
 PY
+  head -60 "$OUT/ncu_source_top.txt"
 fi

@@ -32,9 +32,12 @@ class GsaChunkFunction : public torch::autograd::Function<GsaChunkFunction> {
                                const OptTensor& hk0, const OptTensor& hv0, const OptTensor& cu,
                                int64_t chunk_size) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [o, hkT, hvT, p, lse] = gsa_chunk_fwd(q, k, v, s, g, scale, hk0, hv0, cu, chunk_size);
+    // The CUDA forward keeps its chunk states for the backward (the CPU one
+    // returns none): the backward then skips recomputing them.
+    auto [o, hkT, hvT, p, lse, states] =
+        gsa_chunk_fwd(q, k, v, s, g, scale, hk0, hv0, cu, chunk_size, /*save_states=*/true);
     ctx->save_for_backward({q, k, v, s, g, p, hk0.value_or(Tensor()), hv0.value_or(Tensor()),
-                            cu.value_or(Tensor()), lse});
+                            cu.value_or(Tensor()), lse, states});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["chunk_size"] = chunk_size;
     ctx->saved_data["hk0_given"] = hk0.has_value() && hk0->defined();
@@ -51,7 +54,7 @@ class GsaChunkFunction : public torch::autograd::Function<GsaChunkFunction> {
     auto [dq, dk, dv, ds, dg, dhk0, dhv0] =
         gsa_chunk_bwd(grad_o, opt(grads[1]), opt(grads[2]), q, k, v, s, g, p, opt(saved[9]),
                       ctx->saved_data["scale"].toDouble(), hk0, hv0, cu,
-                      ctx->saved_data["chunk_size"].toInt());
+                      ctx->saved_data["chunk_size"].toInt(), opt(saved[10]));
     return {dq, dk, dv, ds, dg, Tensor(), state_grad(dhk0, hk0), state_grad(dhv0, hv0), Tensor(),
             Tensor()};
   }

@@ -17,7 +17,7 @@ namespace {
 using Tensor = at::Tensor;
 using OptTensor = std::optional<at::Tensor>;
 using Fwd3 = std::tuple<Tensor, Tensor, Tensor>;
-using Fwd5 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>;
+using Fwd6 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 using Bwd7 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 
 Tensor in_accum(const Tensor& t, at::ScalarType accum) { return t.to(accum).contiguous(); }
@@ -39,7 +39,9 @@ GsaInputs accum_inputs(const GsaArgs& a, const Tensor& q, const Tensor& k, const
 }
 
 // Runs a forward pass; with_p selects whether p and lse are produced (chunked form).
-Fwd5 run_fwd(const char* fn, void (*launch)(const kernels::GsaFwdParams&), bool with_p,
+// The reference keeps no chunk states: its backward recomputes them in full
+// precision, so `states` comes back empty.
+Fwd6 run_fwd(const char* fn, void (*launch)(const kernels::GsaFwdParams&), bool with_p,
              const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s, const Tensor& g,
              double scale, const OptTensor& hk0, const OptTensor& hv0, const OptTensor& cu,
              int64_t chunk_size) {
@@ -48,33 +50,37 @@ Fwd5 run_fwd(const char* fn, void (*launch)(const kernels::GsaFwdParams&), bool 
   GsaInputs in = accum_inputs(a, q, k, v, s, g, hk0, hv0);
   GsaFwdOutputs out = alloc_fwd_outputs(a, in, a.accum, with_p);
   launch(fwd_params(host_shape(a), in, out, a.accum, scale, chunk_size));
-  return {out.o.to(q.scalar_type()), out.hkT, out.hvT, out.p, out.lse};
+  return {out.o.to(q.scalar_type()), out.hkT, out.hvT, out.p, out.lse, out.states};
 }
 
 Bwd7 run_bwd(const char* fn, void (*launch)(const kernels::GsaBwdParams&), const Tensor& grad_o,
              const OptTensor& grad_hkT, const OptTensor& grad_hvT, const Tensor& q,
              const Tensor& k, const Tensor& v, const Tensor& s, const Tensor& g,
              const Tensor* p, const OptTensor& lse, double scale, const OptTensor& hk0,
-             const OptTensor& hv0, const OptTensor& cu, int64_t chunk_size) {
+             const OptTensor& hv0, const OptTensor& cu, int64_t chunk_size,
+             const OptTensor& states) {
   GsaArgs a = check_gsa_args(fn, q, k, v, s, g, hk0, hv0, cu);
   RAVENSP_CHECK(chunk_size > 0, fn, ": chunk_size must be > 0, got ", chunk_size);
   check_bwd_args(fn, a, grad_o, p, lse, grad_hkT, grad_hvT, q, v, s);
+  RAVENSP_CHECK(!states.has_value() || !states->defined() || states->numel() == 0, fn,
+                ": states must be None or empty on CPU (the CPU forward keeps none; these are "
+                "a CUDA forward's), got ", states->numel(), " bytes");
   const auto acc = a.accum;
   GsaInputs in = accum_inputs(a, q, k, v, s, g, hk0, hv0);
   GsaBwdOutputs out = alloc_bwd_outputs(a, in, acc);
   // The reference backward recomputes the scores in full precision; lse only
   // serves the CUDA kernels.
   launch(bwd_params(host_shape(a), in, p != nullptr ? in_accum(*p, acc) : Tensor(), Tensor(),
-                    in_accum(grad_o, acc), state_or_undef(grad_hkT, acc),
+                    Tensor(), in_accum(grad_o, acc), state_or_undef(grad_hkT, acc),
                     state_or_undef(grad_hvT, acc), out, acc, scale, chunk_size));
   const auto dt = q.scalar_type();
   return {out.dq.to(dt), out.dk.to(dt), out.dv.to(dt), out.ds.to(dt), out.dg.to(dt), out.dhk0,
           out.dhv0};
 }
 
-Fwd5 chunk_fwd_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
+Fwd6 chunk_fwd_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
                    const Tensor& g, double scale, const OptTensor& hk0, const OptTensor& hv0,
-                   const OptTensor& cu, int64_t chunk_size) {
+                   const OptTensor& cu, int64_t chunk_size, bool /*save_states*/) {
   return run_fwd("gsa_chunk_fwd", kernels::gsa_chunk_fwd_cpu, true, q, k, v, s, g, scale, hk0,
                  hv0, cu, chunk_size);
 }
@@ -83,9 +89,9 @@ Bwd7 chunk_bwd_cpu(const Tensor& grad_o, const OptTensor& grad_hkT, const OptTen
                    const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
                    const Tensor& g, const Tensor& p, const OptTensor& lse, double scale,
                    const OptTensor& hk0, const OptTensor& hv0, const OptTensor& cu,
-                   int64_t chunk_size) {
+                   int64_t chunk_size, const OptTensor& states) {
   return run_bwd("gsa_chunk_bwd", kernels::gsa_chunk_bwd_cpu, grad_o, grad_hkT, grad_hvT, q, k,
-                 v, s, g, &p, lse, scale, hk0, hv0, cu, chunk_size);
+                 v, s, g, &p, lse, scale, hk0, hv0, cu, chunk_size, states);
 }
 
 Fwd3 recurrent_fwd_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& s,
@@ -101,7 +107,7 @@ Bwd7 recurrent_bwd_cpu(const Tensor& grad_o, const OptTensor& grad_hkT,
                        const Tensor& v, const Tensor& s, const Tensor& g, double scale,
                        const OptTensor& hk0, const OptTensor& hv0, const OptTensor& cu) {
   return run_bwd("gsa_recurrent_bwd", kernels::gsa_recurrent_bwd_cpu, grad_o, grad_hkT, grad_hvT,
-                 q, k, v, s, g, nullptr, std::nullopt, scale, hk0, hv0, cu, 1);
+                 q, k, v, s, g, nullptr, std::nullopt, scale, hk0, hv0, cu, 1, std::nullopt);
 }
 
 }  // namespace

@@ -28,12 +28,13 @@ Params with_inputs(const kernels::GsaShape& shape, const GsaInputs& in, at::Scal
 }  // namespace
 
 GsaFwdOutputs alloc_fwd_outputs(const GsaArgs& a, const GsaInputs& in, at::ScalarType accum,
-                                bool with_p) {
+                                bool with_p, int64_t states_bytes) {
   const auto acc = in.q.options().dtype(accum);
   const auto rows = in.s.sizes().slice(0, in.s.dim() - 1);  // [B, T, H]
   return {at::empty(in.v.sizes(), in.v.options()), at::empty(hk_shape(a), acc),
           at::empty(hv_shape(a), acc), with_p ? at::empty(in.s.sizes(), acc) : at::empty({0}, acc),
-          with_p ? at::empty(rows, acc) : at::empty({0}, acc)};
+          with_p ? at::empty(rows, acc) : at::empty({0}, acc),
+          at::empty({states_bytes}, in.q.options().dtype(at::kByte))};
 }
 
 GsaBwdOutputs alloc_bwd_outputs(const GsaArgs& a, const GsaInputs& in, at::ScalarType accum) {
@@ -50,18 +51,21 @@ kernels::GsaFwdParams fwd_params(const kernels::GsaShape& shape, const GsaInputs
   P.o = out.o.data_ptr();
   P.p = out.p.numel() > 0 ? out.p.data_ptr() : nullptr;
   P.lse = out.lse.numel() > 0 ? out.lse.data_ptr() : nullptr;
+  P.states = out.states.numel() > 0 ? out.states.data_ptr() : nullptr;
   P.hkT = out.hkT.data_ptr(); P.hvT = out.hvT.data_ptr();
   return P;
 }
 
 kernels::GsaBwdParams bwd_params(const kernels::GsaShape& shape, const GsaInputs& in,
                                  const at::Tensor& p, const at::Tensor& lse,
-                                 const at::Tensor& d_o, const at::Tensor& dhkT,
+                                 const at::Tensor& states, const at::Tensor& d_o,
+                                 const at::Tensor& dhkT,
                                  const at::Tensor& dhvT, const GsaBwdOutputs& out,
                                  at::ScalarType accum, double scale, int64_t chunk_size) {
   auto P = with_inputs<kernels::GsaBwdParams>(shape, in, accum, scale, chunk_size);
   P.p = ptr(p);
   P.lse = ptr(lse);
+  P.states = states.defined() && states.numel() > 0 ? states.data_ptr() : nullptr;
   P.d_o = d_o.data_ptr(); P.dhkT = ptr(dhkT); P.dhvT = ptr(dhvT);
   P.dq = out.dq.data_ptr(); P.dk = out.dk.data_ptr(); P.dv = out.dv.data_ptr();
   P.ds = out.ds.data_ptr(); P.dg = out.dg.data_ptr();

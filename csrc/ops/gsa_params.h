@@ -18,25 +18,27 @@ struct GsaInputs {
 
 struct GsaFwdOutputs {
   at::Tensor o, hkT, hvT, p, lse;  // p and lse are empty ({0}) when the pass does not save them
+  at::Tensor states;               // uint8, empty ({0}) unless the CUDA forward keeps its states
 };
 
 struct GsaBwdOutputs {
   at::Tensor dq, dk, dv, ds, dg, dhk0, dhv0;
 };
 
-// o in the inputs' dtype; states, p and lse in `accum`.
+// o in the inputs' dtype; states, p and lse in `accum`; `states_bytes` of kept
+// chunk states (0: none).
 GsaFwdOutputs alloc_fwd_outputs(const GsaArgs& a, const GsaInputs& in, at::ScalarType accum,
-                                bool with_p);
+                                bool with_p, int64_t states_bytes = 0);
 GsaBwdOutputs alloc_bwd_outputs(const GsaArgs& a, const GsaInputs& in, at::ScalarType accum);
 
 kernels::GsaFwdParams fwd_params(const kernels::GsaShape& shape, const GsaInputs& in,
                                  const GsaFwdOutputs& out, at::ScalarType accum, double scale,
                                  int64_t chunk_size);
-// d_o: grad of o in the compute dtype; p, lse (either may be undefined), dhkT,
-// dhvT in accum.
+// d_o: grad of o in the compute dtype; p, lse, states (any may be undefined),
+// dhkT, dhvT in accum.
 kernels::GsaBwdParams bwd_params(const kernels::GsaShape& shape, const GsaInputs& in,
                                  const at::Tensor& p, const at::Tensor& lse,
-                                 const at::Tensor& d_o,
+                                 const at::Tensor& states, const at::Tensor& d_o,
                                  const at::Tensor& dhkT, const at::Tensor& dhvT,
                                  const GsaBwdOutputs& out, at::ScalarType accum, double scale,
                                  int64_t chunk_size);

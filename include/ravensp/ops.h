@@ -30,20 +30,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> gsa_recurrent(
     const OptTensor& hv0 = std::nullopt, const OptTensor& cu_seqlens = std::nullopt);
 
 // Low-level passes (no autograd).
-// gsa_chunk_fwd returns (o, hkT, hvT, p, lse): p [B, T, H, M] and its rows'
-// log-sum-exp lse [B, T, H] are what gsa_chunk_bwd needs (lse may be omitted
-// there: the backward then recomputes the scores).
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gsa_chunk_fwd(
+// gsa_chunk_fwd returns (o, hkT, hvT, p, lse, states): p [B, T, H, M] and its
+// rows' log-sum-exp lse [B, T, H] are what gsa_chunk_bwd needs (lse may be
+// omitted there: the backward then recomputes the scores). With save_states the
+// CUDA forward returns its chunk states (an opaque uint8 buffer, empty on CPU or
+// without save_states); gsa_chunk_bwd given them does not recompute them.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gsa_chunk_fwd(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& s,
     const at::Tensor& g, double scale, const OptTensor& hk0, const OptTensor& hv0,
-    const OptTensor& cu_seqlens, int64_t chunk_size);
+    const OptTensor& cu_seqlens, int64_t chunk_size, bool save_states = false);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 gsa_chunk_bwd(const at::Tensor& grad_o, const OptTensor& grad_hkT, const OptTensor& grad_hvT,
               const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& s,
               const at::Tensor& g, const at::Tensor& p, const OptTensor& lse, double scale,
               const OptTensor& hk0, const OptTensor& hv0, const OptTensor& cu_seqlens,
-              int64_t chunk_size);
+              int64_t chunk_size, const OptTensor& states = std::nullopt);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> gsa_recurrent_fwd(
     const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& s,

@@ -130,8 +130,8 @@ def test_backward_with_and_without_lse(dtype, M, packed):
     dev = [t.cuda() for t in ins[:5]] + [t.float().cuda() for t in ins[5:]]
     dcu = None if cu is None else cu.cuda()
     ops = torch.ops.ravensp
-    o, hkT, hvT, p, lse = ops.gsa_chunk_fwd(*dev[:5], 0.8, *dev[5:], dcu, 64)
-    _, _, rhvT, rp, rlse = ops.gsa_chunk_fwd(*ref[:5], 0.8, *ref[5:], cu, 64)
+    o, hkT, hvT, p, lse, states = ops.gsa_chunk_fwd(*dev[:5], 0.8, *dev[5:], dcu, 64, True)
+    _, _, rhvT, rp, rlse, _ = ops.gsa_chunk_fwd(*ref[:5], 0.8, *ref[5:], cu, 64)
     assert lse.shape == (B, T, 2) and lse.dtype == torch.float32
     tol = GPU_TOLERANCE[dtype]
     err = _rel(lse, rlse)
@@ -146,6 +146,12 @@ def test_backward_with_and_without_lse(dtype, M, packed):
         for name, a, b in zip(NAMES, grads, rgrads):
             err = _rel(a, b)
             assert err < tol, f"grad {name} {route}: relative error {err:.2e} >= {tol:.1e}"
+        # The forward's kept chunk states are the ones the backward recomputes
+        # (same kernels, same route): the gradients agree bit for bit.
+        kept = ops.gsa_chunk_bwd(d_o.to("cuda", o.dtype), None, torch.ones_like(hvT), *dev[:5],
+                                 p, lse_arg, 0.8, *dev[5:], dcu, 64, states)
+        for name, a, b in zip(NAMES, kept, grads):
+            assert torch.equal(a, b), f"grad {name} {route}: kept states differ from recomputed"
 
 
 # The chunk-start states come from one of two routes (gsa_state_walk.cu): a walk
@@ -231,9 +237,39 @@ def test_opcheck_cuda():
     hk0, hv0 = hk0.float(), hv0.float()
     ops = torch.ops.ravensp
     torch.library.opcheck(ops.gsa_chunk_fwd, (q, k, v, s, g, 1.0, hk0, hv0, None, 64))
-    o, hkT, hvT, p, lse = ops.gsa_chunk_fwd(q, k, v, s, g, 1.0, hk0, hv0, None, 64)
+    torch.library.opcheck(ops.gsa_chunk_fwd, (q, k, v, s, g, 1.0, hk0, hv0, None, 64, True))
+    o, hkT, hvT, p, lse, states = ops.gsa_chunk_fwd(q, k, v, s, g, 1.0, hk0, hv0, None, 64, True)
     for lse_arg in (lse, None):
         torch.library.opcheck(ops.gsa_chunk_bwd, (torch.randn_like(o), None, torch.randn_like(hvT),
                                                   q, k, v, s, g, p, lse_arg, 1.0, hk0, hv0, None,
                                                   64))
+    torch.library.opcheck(ops.gsa_chunk_bwd, (torch.randn_like(o), None, torch.randn_like(hvT),
+                                              q, k, v, s, g, p, lse, 1.0, hk0, hv0, None, 64,
+                                              states))
+
+
+# The kept chunk states' size follows from the shapes alone (the fake kernel
+# computes it for torch.compile), packed batches included, and a buffer of
+# another size or device is refused by name before any work.
+@pytest.mark.parametrize("dtype,packed", [(torch.bfloat16, True), (torch.float32, False)])
+def test_saved_states_size_and_errors(dtype, packed):
+    from ravensp.ops.gsa import _saved_states_bytes
+    cu = torch.tensor([0, 5, 70, 150], device="cuda") if packed else None
+    B, T = (1, 150) if packed else (2, 130)
+    q, k, v, s, g = make_gsa_inputs(B, T, 2, 64, 128, 32, dtype=dtype, device="cuda",
+                                    n_seqs=3 if packed else None, requires_grad=False)
+    ops = torch.ops.ravensp
+    o, hkT, hvT, p, lse, states = ops.gsa_chunk_fwd(q, k, v, s, g, 1.0, None, None, cu, 64, True)
+    assert states.dtype == torch.uint8 and states.device == q.device
+    assert states.numel() == _saved_states_bytes(q, v, s, cu) > 0
+    _, _, _, _, _, none = ops.gsa_chunk_fwd(q, k, v, s, g, 1.0, None, None, cu, 64)
+    assert none.numel() == 0
+    want = states.numel()
+    for bad, got in ((states[:-256], f"\\[{want - 256}\\] on cuda"),
+                     (states.cpu(), f"\\[{want}\\] on cpu")):
+        with pytest.raises(RuntimeError, match=rf"gsa_chunk_bwd: states must be the chunk states "
+                                               rf"a forward of this call saved \({want} bytes, "
+                                               rf"uint8 on cuda:0\), got Byte {got}"):
+            ops.gsa_chunk_bwd(torch.ones_like(o), None, None, q, k, v, s, g, p, lse, 1.0, None,
+                              None, cu, 64, bad)
     torch.library.opcheck(ops.gsa_recurrent_fwd, (q, k, v, s, g, 1.0, hk0, hv0, None))

@@ -146,7 +146,7 @@ def test_opcheck_all_ops():
     torch.library.opcheck(ops.gsa_chunk, (*req, 1.0, hk0n, hv0n, cu, 8), test_utils=OPCHECK_TESTS)
     torch.library.opcheck(ops.gsa_recurrent, (*req, 1.0, hk0, hv0, None),
                           test_utils=OPCHECK_TESTS)
-    o, hkT, hvT, p, lse = ops.gsa_chunk_fwd(q, k, v, s, g, 1.0, hk0, hv0, None, 8)
+    o, hkT, hvT, p, lse, _ = ops.gsa_chunk_fwd(q, k, v, s, g, 1.0, hk0, hv0, None, 8)
     torch.library.opcheck(ops.gsa_chunk_fwd, (q, k, v, s, g, 1.0, hk0, hv0, None, 8))
     for lse_arg in (lse, None):
         torch.library.opcheck(ops.gsa_chunk_bwd, (torch.randn_like(o), None, torch.randn_like(hvT),
@@ -170,8 +170,8 @@ def _scores_from_zero_state(q, k, s, g, scale):
 @pytest.mark.parametrize("chunk", [4, 16])
 def test_chunk_fwd_lse_is_the_scores_logsumexp(chunk):
     q, k, v, s, g = make_gsa_inputs(2, 19, 2, 4, 3, 5, seed=11, requires_grad=False)
-    o, hkT, hvT, p, lse = torch.ops.ravensp.gsa_chunk_fwd(q, k, v, s, g, 0.7, None, None, None,
-                                                          chunk)
+    o, hkT, hvT, p, lse, _ = torch.ops.ravensp.gsa_chunk_fwd(q, k, v, s, g, 0.7, None, None,
+                                                             None, chunk)
     u = _scores_from_zero_state(q, k, s, g, 0.7)
     assert lse.shape == (2, 19, 2) and lse.dtype == torch.float64
     torch.testing.assert_close(lse, torch.logsumexp(u, -1), rtol=1e-12, atol=1e-12)
@@ -180,10 +180,31 @@ def test_chunk_fwd_lse_is_the_scores_logsumexp(chunk):
 
 def test_chunk_bwd_rejects_a_misshapen_lse():
     q, k, v, s, g = make_gsa_inputs(1, 8, 2, 4, 3, 5, requires_grad=False)
-    o, hkT, hvT, p, lse = torch.ops.ravensp.gsa_chunk_fwd(q, k, v, s, g, 1.0, None, None, None, 4)
+    o, hkT, hvT, p, lse, _ = torch.ops.ravensp.gsa_chunk_fwd(q, k, v, s, g, 1.0, None, None,
+                                                             None, 4)
     with pytest.raises(RuntimeError, match=r"gsa_chunk_bwd: lse must be \[1, 8, 2\], got \[1, 8\]"):
         torch.ops.ravensp.gsa_chunk_bwd(torch.randn_like(o), None, None, q, k, v, s, g, p,
                                         lse[..., 0], 1.0, None, None, None, 4)
+
+
+# The CPU reference keeps no chunk states (its backward recomputes them in full
+# precision): save_states gives an empty buffer, and a non-empty one (a CUDA
+# forward's) is refused by name before any work.
+def test_chunk_states_are_cuda_only():
+    q, k, v, s, g = make_gsa_inputs(1, 8, 2, 4, 3, 5, requires_grad=False)
+    ops = torch.ops.ravensp
+    o, hkT, hvT, p, lse, states = ops.gsa_chunk_fwd(q, k, v, s, g, 1.0, None, None, None, 4, True)
+    assert states.dtype == torch.uint8 and states.numel() == 0
+    grads = ops.gsa_chunk_bwd(torch.ones_like(o), None, None, q, k, v, s, g, p, lse, 1.0, None,
+                              None, None, 4, states)
+    plain = ops.gsa_chunk_bwd(torch.ones_like(o), None, None, q, k, v, s, g, p, lse, 1.0, None,
+                              None, None, 4)
+    for a, b in zip(grads, plain):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match=r"gsa_chunk_bwd: states must be None or empty on CPU.*"
+                                           r"got 16 bytes"):
+        ops.gsa_chunk_bwd(torch.ones_like(o), None, None, q, k, v, s, g, p, lse, 1.0, None, None,
+                          None, 4, torch.zeros(16, dtype=torch.uint8))
 
 
 def test_torch_compile_traces_through_the_op():

@@ -1,5 +1,5 @@
-// Chunked GSA backward on CUDA: recompute the chunk-start states (local states
-// + forward scan), per-chunk du and local state gradients, reverse scan of the
+// Chunked GSA backward on CUDA: the chunk-start states (the forward's, when it
+// kept them, else recomputed: local states + forward scan, or the walk), per-chunk du and local state gradients, reverse scan of the
 // state gradients, then per chunk the intra-chunk ds and pair matrices, the
 // state part of ds and dg, and dq/dk/dv. When p is not given
 // (the recurrent op's backward), pass 1 of the forward recomputes it first.
@@ -15,9 +15,16 @@ namespace {
 gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::BwdBufs& b,
                          float** p_ws, float** lse_ws) {
   gsa_cuda::Plan pl = gsa_cuda::make_plan(P.shape, P.dtype);
-  gsa_cuda::carve_states(pl, c);
-  b.fin_k = c.take<float>(pl.N * pl.H * pl.K * pl.M);
-  b.fin_v = c.take<float>(pl.N * pl.H * pl.M * pl.V);
+  gsa_cuda::carve_map(pl, c);
+  if (P.states != nullptr) {
+    // The forward's states, read only from here on.
+    gsa_cuda::Carver kept(const_cast<void*>(P.states));
+    gsa_cuda::carve_saved(pl, kept, &b.fin_k, &b.fin_v);
+  } else {
+    gsa_cuda::carve_states(pl, c);
+    b.fin_k = c.take<float>(pl.N * pl.H * pl.K * pl.M);
+    b.fin_v = c.take<float>(pl.N * pl.H * pl.M * pl.V);
+  }
   b.dhk = c.take_raw(pl.NC * pl.H * pl.K * pl.M, gsa_cuda::state_bytes(pl.dtype));
   b.dhv = c.take_raw(pl.NC * pl.H * pl.M * pl.V, gsa_cuda::state_bytes(pl.dtype));
   b.du = c.take<float>(pl.tokens * pl.H * pl.M);
@@ -51,7 +58,8 @@ void check_bwd(const char* fn, const GsaBwdParams& P) {
   gsa_cuda::check_state_route();
 }
 
-// Up to the reverse scan: the forward's chunk states from hk0/hv0, p (and its
+// Up to the reverse scan: the forward's chunk states from hk0/hv0 (unless the
+// forward kept them), p (and its
 // log-sum-exp) when the forward did not save it, du and the local state
 // gradients, then the scan from the end-state gradient (end_k, end_v; nullptr
 // = zero). Returns p.
@@ -60,9 +68,10 @@ const float* bwd_front(const gsa_cuda::Plan& pl, const GsaBwdParams& P,
                        const float* end_k, const float* end_v, float* gcum,
                        cudaStream_t stream) {
   gsa_cuda::launch_chunk_map(pl, stream);
-  gsa_cuda::launch_chunk_states(pl, P.k, P.v, P.s, P.g, static_cast<const float*>(P.hk0),
-                                static_cast<const float*>(P.hv0), b.fin_k, b.fin_v,
-                                b.dgca /* written by bwd_scores later */, stream);
+  if (P.states == nullptr)  // else the forward kept them
+    gsa_cuda::launch_chunk_states(pl, P.k, P.v, P.s, P.g, static_cast<const float*>(P.hk0),
+                                  static_cast<const float*>(P.hv0), b.fin_k, b.fin_v,
+                                  b.dgca /* written by bwd_scores later */, stream);
   const float* p = static_cast<const float*>(P.p);
   const float* lse = static_cast<const float*>(P.lse);
   if (p == nullptr) {
@@ -111,6 +120,8 @@ size_t gsa_chunk_bwd_split_workspace_bytes(const GsaBwdParams& P) {
 void gsa_chunk_bwd_split_cuda(const GsaBwdParams& P, SplitPhase phase, void* workspace,
                               cudaStream_t stream) {
   check_bwd("gsa_chunk_bwd (split)", P);
+  RAVENSP_CHECK(P.states == nullptr, "gsa_chunk_bwd (split): the split forward keeps no states; "
+                "states must be null");
   gsa_cuda::Carver c(workspace);
   gsa_cuda::BwdBufs b;
   float *p_ws = nullptr, *lse_ws = nullptr;

@@ -283,9 +283,18 @@ void launch_pass2(const Plan& pl, const GsaFwdParams& P, const float* p, cudaStr
 
 namespace {
 
-gsa_cuda::Plan plan_fwd(const GsaFwdParams& P, gsa_cuda::Carver& c) {
+// The map and the state buffers: in the workspace, or with P.states in that
+// buffer (then *fin_k / *fin_v point at its final states, else they are left).
+gsa_cuda::Plan plan_fwd(const GsaFwdParams& P, gsa_cuda::Carver& c, float** fin_k,
+                        float** fin_v) {
   gsa_cuda::Plan pl = gsa_cuda::make_plan(P.shape, P.dtype);
-  gsa_cuda::carve_states(pl, c);
+  gsa_cuda::carve_map(pl, c);
+  if (P.states != nullptr) {
+    gsa_cuda::Carver kept(P.states);
+    gsa_cuda::carve_saved(pl, kept, fin_k, fin_v);
+  } else {
+    gsa_cuda::carve_states(pl, c);
+  }
   return pl;
 }
 
@@ -298,27 +307,41 @@ void check_fwd(const char* fn, const GsaFwdParams& P) {
 }
 
 // Chunk map and the chunk-start states from (init_k, init_v; nullptr = zero):
-// chunk-start states in the plan's buffers, end states into hkT/hvT when set.
+// chunk-start states in the plan's buffers, end states into out_k / out_v when
+// set.
 void fwd_states(const gsa_cuda::Plan& pl, const GsaFwdParams& P, const float* init_k,
-                const float* init_v, float* gcum, float* p, cudaStream_t stream) {
+                const float* init_v, float* out_k, float* out_v, float* gcum, float* p,
+                cudaStream_t stream) {
   gsa_cuda::launch_chunk_map(pl, stream);
   if (gcum == nullptr) {  // p is written by pass 1 after the states
-    gsa_cuda::launch_chunk_states(pl, P.k, P.v, P.s, P.g, init_k, init_v,
-                                  static_cast<float*>(P.hkT), static_cast<float*>(P.hvT), p,
+    gsa_cuda::launch_chunk_states(pl, P.k, P.v, P.s, P.g, init_k, init_v, out_k, out_v, p,
                                   stream);
     return;
   }
   // The split forward needs the scan's running decay (gcum) as well.
   gsa_cuda::launch_local_states(pl, P.k, P.v, P.s, P.g, stream);
-  gsa_cuda::launch_combine(pl, false, pl.hk, pl.hv, init_k, init_v, static_cast<float*>(P.hkT),
-                           static_cast<float*>(P.hvT), stream, gcum);
+  gsa_cuda::launch_combine(pl, false, pl.hk, pl.hv, init_k, init_v, out_k, out_v, stream, gcum);
 }
 
 }  // namespace
 
+size_t gsa_chunk_saved_states_bytes(const GsaShape& shape, DType dtype) {
+  gsa_cuda::Plan pl = gsa_cuda::make_plan(shape, dtype);
+  // Sized by the shape alone: a packed batch has at most one partial chunk per
+  // sequence more than its tokens fill.
+  const bool packed = shape.cu_seqlens != nullptr || shape.cu_seqlens_host != nullptr;
+  const int64_t per = (shape.seqlen + gsa_cuda::kChunk - 1) / gsa_cuda::kChunk;
+  pl.NC = packed ? per + shape.num_seqs - 1 : shape.num_seqs * per;
+  gsa_cuda::Carver c(nullptr);
+  float *fin_k = nullptr, *fin_v = nullptr;
+  gsa_cuda::carve_saved(pl, c, &fin_k, &fin_v);
+  return c.bytes();
+}
+
 size_t gsa_chunk_fwd_workspace_bytes(const GsaFwdParams& P) {
   gsa_cuda::Carver c(nullptr);
-  gsa_cuda::Plan pl = plan_fwd(P, c);
+  float *fin_k = nullptr, *fin_v = nullptr;
+  gsa_cuda::Plan pl = plan_fwd(P, c, &fin_k, &fin_v);
   if (P.p == nullptr) c.take<float>(pl.tokens * pl.H * pl.M);
   return c.bytes();
 }
@@ -326,17 +349,28 @@ size_t gsa_chunk_fwd_workspace_bytes(const GsaFwdParams& P) {
 void gsa_chunk_fwd_cuda(const GsaFwdParams& P, void* workspace, cudaStream_t stream) {
   check_fwd("gsa_chunk_fwd", P);
   gsa_cuda::Carver c(workspace);
-  gsa_cuda::Plan pl = plan_fwd(P, c);
+  float* fin_k = static_cast<float*>(P.hkT);
+  float* fin_v = static_cast<float*>(P.hvT);
+  gsa_cuda::Plan pl = plan_fwd(P, c, &fin_k, &fin_v);
   float* p = P.p != nullptr ? static_cast<float*>(P.p) : c.take<float>(pl.tokens * pl.H * pl.M);
-  fwd_states(pl, P, static_cast<const float*>(P.hk0), static_cast<const float*>(P.hv0), nullptr,
-             p, stream);
+  fwd_states(pl, P, static_cast<const float*>(P.hk0), static_cast<const float*>(P.hv0), fin_k,
+             fin_v, nullptr, p, stream);
+  if (P.states != nullptr) {  // the final states went to the kept buffer
+    const size_t kb = static_cast<size_t>(pl.N * pl.H * pl.K * pl.M) * sizeof(float);
+    const size_t vb = static_cast<size_t>(pl.N * pl.H * pl.M * pl.V) * sizeof(float);
+    if (P.hkT != nullptr)
+      RAVENSP_CUDA_CHECK(cudaMemcpyAsync(P.hkT, fin_k, kb, cudaMemcpyDeviceToDevice, stream));
+    if (P.hvT != nullptr)
+      RAVENSP_CUDA_CHECK(cudaMemcpyAsync(P.hvT, fin_v, vb, cudaMemcpyDeviceToDevice, stream));
+  }
   gsa_cuda::launch_pass1(pl, P, p, stream);
   gsa_cuda::launch_pass2(pl, P, p, stream);
 }
 
 size_t gsa_chunk_fwd_split_workspace_bytes(const GsaFwdParams& P) {
   gsa_cuda::Carver c(nullptr);
-  gsa_cuda::Plan pl = plan_fwd(P, c);
+  float *fin_k = nullptr, *fin_v = nullptr;
+  gsa_cuda::Plan pl = plan_fwd(P, c, &fin_k, &fin_v);
   c.take<float>(pl.NC * pl.H * pl.M);
   return c.bytes();
 }
@@ -346,13 +380,17 @@ void gsa_chunk_fwd_split_cuda(const GsaFwdParams& P, SplitPhase phase, void* wor
   check_fwd("gsa_chunk_fwd (split)", P);
   RAVENSP_CHECK(P.p != nullptr, "gsa_chunk_fwd (split): p must be non-null (the scores live "
                 "there between the phases)");
+  RAVENSP_CHECK(P.states == nullptr, "gsa_chunk_fwd (split): keeps no states for the backward "
+                "(its phases shift the chunk states by the incoming state; states must be null)");
   gsa_cuda::Carver c(workspace);
-  gsa_cuda::Plan pl = plan_fwd(P, c);
+  float *fin_k = nullptr, *fin_v = nullptr;
+  gsa_cuda::Plan pl = plan_fwd(P, c, &fin_k, &fin_v);
   float* gcum = c.take<float>(pl.NC * pl.H * pl.M);
   float* p = static_cast<float*>(P.p);
   switch (phase) {
     case SplitPhase::kBegin:
-      fwd_states(pl, P, nullptr, nullptr, gcum, p, stream);
+      fwd_states(pl, P, nullptr, nullptr, static_cast<float*>(P.hkT), static_cast<float*>(P.hvT),
+                 gcum, p, stream);
       return;
     case SplitPhase::kOverlap:
       gsa_cuda::launch_pass1(pl, P, p, stream, /*raw=*/true);

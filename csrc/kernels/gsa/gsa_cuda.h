@@ -14,6 +14,13 @@
 
 namespace ravensp::kernels {
 
+// params.states, when not null, is a buffer of gsa_chunk_saved_states_bytes on
+// the device: the forward leaves its chunk-start states, chunk decays and final
+// states there, and the backward given the same buffer (GsaBwdParams::states)
+// reads them instead of recomputing them (local states and a scan, or the
+// walk: an eighth of the backward at B1 H4 M=64 T=32K). Its layout is private to these kernels; its size follows from the
+// shape and dtype alone.
+size_t gsa_chunk_saved_states_bytes(const GsaShape& shape, DType dtype);
 size_t gsa_chunk_fwd_workspace_bytes(const GsaFwdParams& params);
 void gsa_chunk_fwd_cuda(const GsaFwdParams& params, void* workspace, cudaStream_t stream);
 

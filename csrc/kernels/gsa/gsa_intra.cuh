@@ -9,8 +9,9 @@
 // both factors <= 1, so nothing overflows however strong the decay, and the sum
 // over the pair becomes a matrix product of decayed operands (tensor cores in
 // TF32 for 16-bit inputs, fp32 FMA for fp32 inputs). Only the 16 x 16 diagonal
-// blocks stay elementwise, each weight taken as exp(G_t - G_i) directly (never
-// exp(G_t) * exp(-G_i), which overflows).
+// blocks stay elementwise (the register form splits each once more: two 8 x 8
+// diagonal blocks and one product), each weight taken as exp(G_t - G_i) directly
+// (never exp(G_t) * exp(-G_i), which overflows).
 //
 // Every thread of the block must call a helper, and it ends with a barrier.
 // For 16-bit inputs (kTC) each runs the register form of gsa_intra_regs.cuh: one
@@ -19,10 +20,6 @@
 // not alias its inputs; it is the plain form the register one was checked
 // against, and the fp32 tests' exact path.
 #pragma once
-
-#include <mma.h>
-
-#include <type_traits>
 
 #include "kernels/gsa/gsa_common.cuh"
 #include "kernels/gsa/gsa_intra_regs.cuh"
@@ -40,47 +37,19 @@ __host__ __device__ constexpr size_t gated_scores_scratch_floats(int ms) {
   return static_cast<size_t>(4 * kSub) * ld_scratch(ms);
 }
 
-// C[m x n] (=|+=) op(A)[m x k] op(B)[k x n] on fp32 shared-memory operands.
-// kTA: A stored [k][m]; kTB: B stored [n][k]. kTC runs TF32 WMMA (m, n multiples of
-// 16, k of 8, leading dims of 4, 32-byte aligned tiles); otherwise fp32 FMA.
-// No barrier.
-template <bool kTC, bool kTA, bool kTB>
+// C[m x n] (=|+=) op(A)[m x k] op(B)[k x n] on fp32 shared-memory operands, fp32
+// FMA. kTA: A stored [k][m]; kTB: B stored [n][k]. No barrier.
+template <bool kTA, bool kTB>
 __device__ __forceinline__ void mma_f32(float* C, int ldc, const float* A, int lda,
                                         const float* B, int ldb, int m, int n, int k,
                                         bool accumulate) {
-  if constexpr (kTC) {
-    using namespace nvcuda;
-    using LA = typename std::conditional<kTA, wmma::col_major, wmma::row_major>::type;
-    using LB = typename std::conditional<kTB, wmma::col_major, wmma::row_major>::type;
-    const int warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5, tn = n >> 4;
-    for (int w = warp; w < (m >> 4) * tn; w += nwarps) {
-      const int i = w / tn, j = w - i * tn;
-      float* cp = C + i * 16 * ldc + j * 16;
-      wmma::fragment<wmma::accumulator, 16, 16, 8, float> c;
-      if (accumulate) wmma::load_matrix_sync(c, cp, ldc, wmma::mem_row_major);
-      else wmma::fill_fragment(c, 0.f);
-      for (int kk = 0; kk < k; kk += 8) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, LA> a;
-        wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, LB> b;
-        wmma::load_matrix_sync(a, kTA ? A + kk * lda + i * 16 : A + i * 16 * lda + kk, lda);
-        wmma::load_matrix_sync(b, kTB ? B + j * 16 * ldb + kk : B + kk * ldb + j * 16, ldb);
-#pragma unroll
-        for (int e = 0; e < a.num_elements; ++e) a.x[e] = wmma::__float_to_tf32(a.x[e]);
-#pragma unroll
-        for (int e = 0; e < b.num_elements; ++e) b.x[e] = wmma::__float_to_tf32(b.x[e]);
-        wmma::mma_sync(c, a, b, c);
-      }
-      wmma::store_matrix_sync(cp, c, ldc, wmma::mem_row_major);
-    }
-  } else {
-    for (int idx = threadIdx.x; idx < m * n; idx += blockDim.x) {
-      const int i = idx / n, j = idx - i * n;
-      float acc = accumulate ? C[i * ldc + j] : 0.f;
-      for (int kk = 0; kk < k; ++kk)
-        acc = fmaf(kTA ? A[kk * lda + i] : A[i * lda + kk], kTB ? B[j * ldb + kk] : B[kk * ldb + j],
-                   acc);
-      C[i * ldc + j] = acc;
-    }
+  for (int idx = threadIdx.x; idx < m * n; idx += blockDim.x) {
+    const int i = idx / n, j = idx - i * n;
+    float acc = accumulate ? C[i * ldc + j] : 0.f;
+    for (int kk = 0; kk < k; ++kk)
+      acc = fmaf(kTA ? A[kk * lda + i] : A[i * lda + kk], kTB ? B[j * ldb + kk] : B[kk * ldb + j],
+                 acc);
+    C[i * ldc + j] = acc;
   }
 }
 
@@ -111,15 +80,10 @@ __device__ __forceinline__ void decay_after(float* dX, const float* X, float* dY
 //   out[t][m] = mult * (exp(G_tm) * X[t][m] + sum_{i<=t} A[t][i] S[i][m] exp(G_tm - G_im))
 // for t < L (X and out may alias). A is [64][lda] fp32 (lda a multiple of 4);
 // G, S are fp32 [64][lde]. Rows >= L of A and S must be zero.
-template <bool kTC>
-__device__ __forceinline__ void gated_scores(float* out, int ldo, const float* X, int ldx,
+__device__ __forceinline__ void gated_scores_smem(float* out, int ldo, const float* X, int ldx,
                                              const float* A, int lda, const float* G,
                                              const float* S, int lde, int L, int ms, float mult,
                                              float* scratch) {
-  if constexpr (kTC) {
-    gated_scores_regs(out, ldo, X, ldx, A, lda, G, S, lde, L, ms, mult);
-    return;
-  }
   // Diagonal blocks and the state term.
   for (int idx = threadIdx.x; idx < L * ms; idx += blockDim.x) {
     const int t = idx / ms, m = idx - t * ms, t0 = t & ~(kSub - 1);
@@ -139,7 +103,7 @@ __device__ __forceinline__ void gated_scores(float* out, int ldo, const float* X
     if (rows >= L) break;
     decay_before(Sg, lds, S, lde, G, r, rows, ms);
     __syncthreads();
-    mma_f32<kTC, false, false>(Pr, lds, A + rows * lda, lda, Sg, lds, kSub, ms, rows, false);
+    mma_f32<false, false>(Pr, lds, A + rows * lda, lda, Sg, lds, kSub, ms, rows, false);
     __syncthreads();
     for (int idx = threadIdx.x; idx < kSub * ms; idx += blockDim.x) {
       const int tt = idx / ms, m = idx - tt * ms, t = rows + tt;
@@ -153,15 +117,10 @@ __device__ __forceinline__ void gated_scores(float* out, int ldo, const float* X
 // Backward-in-time sums for one slot slice:
 //   out[i][m] = sum_{t>=i, t<L} (A[t][i] X[t][m] + B[t][i] Y[t][m]) exp(G_tm - G_im)
 // for i < L (B, Y may be null). Rows >= L of A, B, X, Y must be zero.
-template <bool kTC>
-__device__ __forceinline__ void gated_rev_sums(float* out, int ldo, const float* A,
+__device__ __forceinline__ void gated_rev_sums_smem(float* out, int ldo, const float* A,
                                                const float* X, const float* B, const float* Y,
                                                int lda, const float* G, int lde, int L, int ms,
                                                float* scratch) {
-  if constexpr (kTC) {
-    gated_rev_sums_regs(out, ldo, A, X, B, Y, lda, G, lde, L, ms);
-    return;
-  }
   for (int idx = threadIdx.x; idx < L * ms; idx += blockDim.x) {
     const int i = idx / ms, m = idx - i * ms;
     const int end = min((i | (kSub - 1)) + 1, L);
@@ -185,10 +144,10 @@ __device__ __forceinline__ void gated_rev_sums(float* out, int ldo, const float*
     decay_after(Xg, X, Yg, Y, lds, lde, G, r, t0, rows, ms);
     __syncthreads();
     const float* Ab = A + t0 * lda + b * kSub;
-    mma_f32<kTC, true, false>(Pr, lds, Ab, lda, Xg, lds, kSub, ms, rows, false);
+    mma_f32<true, false>(Pr, lds, Ab, lda, Xg, lds, kSub, ms, rows, false);
     if (B != nullptr) {
       __syncthreads();  // the second product accumulates onto the first one's stores
-      mma_f32<kTC, true, false>(Pr, lds, B + t0 * lda + b * kSub, lda, Yg, lds, kSub, ms, rows,
+      mma_f32<true, false>(Pr, lds, B + t0 * lda + b * kSub, lda, Yg, lds, kSub, ms, rows,
                                 true);
     }
     __syncthreads();
@@ -205,15 +164,10 @@ __device__ __forceinline__ void gated_rev_sums(float* out, int ldo, const float*
 //   R1[t][i] += sum_m X1[t][m] S[i][m] exp(G_tm - G_im), likewise R2 with X2
 // (X2/R2 may be null). Entries i > t are set to 0, and rows t >= L come out 0
 // because rows >= L of X1, X2 must be zero. ldr a multiple of 4.
-template <bool kTC>
-__device__ __forceinline__ void gated_pairs(float* R1, const float* X1, float* R2,
+__device__ __forceinline__ void gated_pairs_smem(float* R1, const float* X1, float* R2,
                                             const float* X2, int ldr, const float* G,
                                             const float* S, int lde, int L, int ms,
                                             bool accumulate, float* scratch) {
-  if constexpr (kTC) {
-    gated_pairs_regs(R1, X1, R2, X2, ldr, G, S, lde, ms, accumulate);
-    return;
-  }
   // Blocks above the diagonal are zero; the four diagonal blocks elementwise.
   if (!accumulate)
     for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x) {
@@ -251,12 +205,42 @@ __device__ __forceinline__ void gated_pairs(float* R1, const float* X1, float* R
     decay_before(Sg, lds, S, lde, G, r, rows, ms);
     decay_after(X1g, X1, X2g, X2, lds, lde, G, r, rows, kSub, ms);
     __syncthreads();
-    mma_f32<kTC, false, true>(R1 + rows * ldr, ldr, X1g, lds, Sg, lds, kSub, rows, ms, accumulate);
+    mma_f32<false, true>(R1 + rows * ldr, ldr, X1g, lds, Sg, lds, kSub, rows, ms, accumulate);
     if (X2 != nullptr)
-      mma_f32<kTC, false, true>(R2 + rows * ldr, ldr, X2g, lds, Sg, lds, kSub, rows, ms,
+      mma_f32<false, true>(R2 + rows * ldr, ldr, X2g, lds, Sg, lds, kSub, rows, ms,
                                 accumulate);
     __syncthreads();
   }
+}
+
+// The entry points the chunk kernels call: kTC (16-bit inputs) takes the
+// register form, fp32 inputs the shared-memory form above. scratch is unused by
+// the register form and may then be null.
+template <bool kTC>
+__device__ __forceinline__ void gated_scores(float* out, int ldo, const float* X, int ldx,
+                                             const float* A, int lda, const float* G,
+                                             const float* S, int lde, int L, int ms, float mult,
+                                             float* scratch) {
+  if constexpr (kTC) gated_scores_regs(out, ldo, X, ldx, A, lda, G, S, lde, L, ms, mult);
+  else gated_scores_smem(out, ldo, X, ldx, A, lda, G, S, lde, L, ms, mult, scratch);
+}
+
+template <bool kTC>
+__device__ __forceinline__ void gated_rev_sums(float* out, int ldo, const float* A,
+                                               const float* X, const float* B, const float* Y,
+                                               int lda, const float* G, int lde, int L, int ms,
+                                               float* scratch) {
+  if constexpr (kTC) gated_rev_sums_regs(out, ldo, A, X, B, Y, lda, G, lde, L, ms);
+  else gated_rev_sums_smem(out, ldo, A, X, B, Y, lda, G, lde, L, ms, scratch);
+}
+
+template <bool kTC>
+__device__ __forceinline__ void gated_pairs(float* R1, const float* X1, float* R2,
+                                            const float* X2, int ldr, const float* G,
+                                            const float* S, int lde, int L, int ms,
+                                            bool accumulate, float* scratch) {
+  if constexpr (kTC) gated_pairs_regs(R1, X1, R2, X2, ldr, G, S, lde, ms, accumulate);
+  else gated_pairs_smem(R1, X1, R2, X2, ldr, G, S, lde, L, ms, accumulate, scratch);
 }
 
 }  // namespace ravensp::kernels::gsa_cuda

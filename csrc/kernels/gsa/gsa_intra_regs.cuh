@@ -10,7 +10,9 @@
 // those helpers). Here a warp owns its output elements from start to end: the
 // off-diagonal sum of its tile on the tensor cores (the factorisation of
 // gsa_intra.cuh: e^{G_t - G_i} = e^{G_t - G_r} e^{G_r - G_i}, both factors <= 1),
-// the diagonal block's pairs elementwise, one store. A call is one phase and
+// the diagonal block split once more (the half of it below its own 8 x 8
+// diagonal blocks is one more product, referenced at the block's eighth row),
+// the two 8 x 8 diagonal blocks pair by pair, one store. A call is one phase and
 // one barrier, and needs no scratch.
 //
 // Fragment positions (mma_1688, g = lane / 4, q = lane % 4): a warp's tile has
@@ -58,18 +60,27 @@ __device__ __forceinline__ void gated_scores_regs(float* out, int ldo, const flo
       acc[2] *= __expf(g10 - r0);
       acc[3] *= __expf(g11 - r1);
     }
-    // The diagonal block pair by pair, i in [base, t].
-    for (int i = base; i <= t1; ++i) {
-      const float s0 = S[i * lde + m0], s1 = S[i * lde + m1];
-      const float gi0 = G[i * lde + m0], gi1 = G[i * lde + m1];
-      const float w1 = A[t1 * lda + i];
-      acc[2] = fmaf(w1 * s0, __expf(g10 - gi0), acc[2]);
-      acc[3] = fmaf(w1 * s1, __expf(g11 - gi1), acc[3]);
-      if (i <= t0) {
-        const float w0 = A[t0 * lda + i];
-        acc[0] = fmaf(w0 * s0, __expf(g00 - gi0), acc[0]);
-        acc[1] = fmaf(w0 * s1, __expf(g01 - gi1), acc[1]);
-      }
+    // The diagonal block. Rows t1 against its first half [base, base + 8) as one
+    // more product, referenced at r = base + 7; the two 8 x 8 diagonal blocks
+    // pair by pair (at most eight pairs per element instead of sixteen).
+    {
+      const int r = base + 7, n = c0 + gq, ia = base + tq, ib = ia + 4;
+      const float grn = G[r * lde + n];
+      const uint32_t af[4] = {0u, to_tf32(A[t1 * lda + ia]), 0u, to_tf32(A[t1 * lda + ib])};
+      const uint32_t bf[2] = {to_tf32(S[ia * lde + n] * __expf(grn - G[ia * lde + n])),
+                              to_tf32(S[ib * lde + n] * __expf(grn - G[ib * lde + n]))};
+      float half[4] = {0.f, 0.f, 0.f, 0.f};
+      mma_1688(half, af, bf);
+      acc[2] = fmaf(half[2], __expf(g10 - G[r * lde + m0]), acc[2]);
+      acc[3] = fmaf(half[3], __expf(g11 - G[r * lde + m1]), acc[3]);
+    }
+    for (int j = 0; j <= gq; ++j) {
+      const int i = base + j, i1 = i + 8;
+      const float w0 = A[t0 * lda + i], w1 = A[t1 * lda + i1];
+      acc[0] = fmaf(w0 * S[i * lde + m0], __expf(g00 - G[i * lde + m0]), acc[0]);
+      acc[1] = fmaf(w0 * S[i * lde + m1], __expf(g01 - G[i * lde + m1]), acc[1]);
+      acc[2] = fmaf(w1 * S[i1 * lde + m0], __expf(g10 - G[i1 * lde + m0]), acc[2]);
+      acc[3] = fmaf(w1 * S[i1 * lde + m1], __expf(g11 - G[i1 * lde + m1]), acc[3]);
     }
     // X and out may alias: each element is read and written by this thread only.
     if (t0 < L) {
@@ -125,19 +136,43 @@ __device__ __forceinline__ void gated_rev_sums_regs(float* out, int ldo, const f
       acc[2] *= __expf(r0 - g10);
       acc[3] *= __expf(r1 - g11);
     }
-    // The diagonal block pair by pair, t in [i, base + 16).
-    for (int t = i0; t < base + kSub; ++t) {
-      const float et0 = G[t * lde + m0], et1 = G[t * lde + m1];
-      float x0 = X[t * lde + m0], x1 = X[t * lde + m1], y0 = 0.f, y1 = 0.f;
-      if (B != nullptr) y0 = Y[t * lde + m0], y1 = Y[t * lde + m1];
-      const float a0 = A[t * lda + i0], b0 = B != nullptr ? B[t * lda + i0] : 0.f;
-      acc[0] = fmaf(fmaf(b0, y0, a0 * x0), __expf(et0 - g00), acc[0]);
-      acc[1] = fmaf(fmaf(b0, y1, a0 * x1), __expf(et1 - g01), acc[1]);
-      if (t >= i1) {
-        const float a1 = A[t * lda + i1], b1 = B != nullptr ? B[t * lda + i1] : 0.f;
-        acc[2] = fmaf(fmaf(b1, y0, a1 * x0), __expf(et0 - g10), acc[2]);
-        acc[3] = fmaf(fmaf(b1, y1, a1 * x1), __expf(et1 - g11), acc[3]);
+    // The diagonal block. Rows i0 against its second half [base + 8, base + 16)
+    // as one more product, referenced at r = base + 7; the two 8 x 8 diagonal
+    // blocks pair by pair.
+    {
+      const int r = base + 7, n = c0 + gq, ta = base + 8 + tq, tb = ta + 4;
+      const float grn = G[r * lde + n];
+      const float wa = __expf(G[ta * lde + n] - grn), wb = __expf(G[tb * lde + n] - grn);
+      float half[4] = {0.f, 0.f, 0.f, 0.f};
+      {
+        const uint32_t af[4] = {to_tf32(A[ta * lda + i0]), 0u, to_tf32(A[tb * lda + i0]), 0u};
+        const uint32_t bf[2] = {to_tf32(X[ta * lde + n] * wa), to_tf32(X[tb * lde + n] * wb)};
+        mma_1688(half, af, bf);
       }
+      if (B != nullptr) {
+        const uint32_t af[4] = {to_tf32(B[ta * lda + i0]), 0u, to_tf32(B[tb * lda + i0]), 0u};
+        const uint32_t bf[2] = {to_tf32(Y[ta * lde + n] * wa), to_tf32(Y[tb * lde + n] * wb)};
+        mma_1688(half, af, bf);
+      }
+      acc[0] = fmaf(half[0], __expf(G[r * lde + m0] - g00), acc[0]);
+      acc[1] = fmaf(half[1], __expf(G[r * lde + m1] - g01), acc[1]);
+    }
+    for (int j = gq; j < 8; ++j) {
+      const int t = base + j, t1 = t + 8;
+      const float a0 = A[t * lda + i0], a1 = A[t1 * lda + i1];
+      float u00 = a0 * X[t * lde + m0], u01 = a0 * X[t * lde + m1];
+      float u10 = a1 * X[t1 * lde + m0], u11 = a1 * X[t1 * lde + m1];
+      if (B != nullptr) {
+        const float b0 = B[t * lda + i0], b1 = B[t1 * lda + i1];
+        u00 = fmaf(b0, Y[t * lde + m0], u00);
+        u01 = fmaf(b0, Y[t * lde + m1], u01);
+        u10 = fmaf(b1, Y[t1 * lde + m0], u10);
+        u11 = fmaf(b1, Y[t1 * lde + m1], u11);
+      }
+      acc[0] = fmaf(u00, __expf(G[t * lde + m0] - g00), acc[0]);
+      acc[1] = fmaf(u01, __expf(G[t * lde + m1] - g01), acc[1]);
+      acc[2] = fmaf(u10, __expf(G[t1 * lde + m0] - g10), acc[2]);
+      acc[3] = fmaf(u11, __expf(G[t1 * lde + m1] - g11), acc[3]);
     }
     if (i0 < L) {
       out[i0 * ldo + m0] = acc[0];
@@ -181,52 +216,62 @@ __device__ __forceinline__ void gated_pairs_regs(float* R1, const float* X1, flo
       continue;
     }
     float c1[4] = {0.f, 0.f, 0.f, 0.f}, c2[4] = {0.f, 0.f, 0.f, 0.f};
-    if (b < a) {
-      // Columns of an earlier sub-chunk, referenced at r = 16a - 1.
-      const int r = a * kSub - 1, n = j8 * 8 + gq;
+    // The sum over the slots of rows (t0, t1 when both) against columns n, all of
+    // them before the reference row r and the rows after it, on the tensor cores.
+    auto product = [&](int r, bool both) {
+      const int n = j8 * 8 + gq;
       for (int k0 = 0; k0 < ms; k0 += 8) {
         const int ma = k0 + tq, mb = ma + 4;
         const float ra = G[r * lde + ma], rb = G[r * lde + mb];
-        const float w0a = __expf(G[t0 * lde + ma] - ra), w1a = __expf(G[t1 * lde + ma] - ra);
-        const float w0b = __expf(G[t0 * lde + mb] - rb), w1b = __expf(G[t1 * lde + mb] - rb);
+        const float w0a = both ? __expf(G[t0 * lde + ma] - ra) : 0.f;
+        const float w0b = both ? __expf(G[t0 * lde + mb] - rb) : 0.f;
+        const float w1a = __expf(G[t1 * lde + ma] - ra), w1b = __expf(G[t1 * lde + mb] - rb);
         const uint32_t bf[2] = {to_tf32(S[n * lde + ma] * __expf(ra - G[n * lde + ma])),
                                 to_tf32(S[n * lde + mb] * __expf(rb - G[n * lde + mb]))};
         {
-          const uint32_t af[4] = {to_tf32(X1[t0 * lde + ma] * w0a), to_tf32(X1[t1 * lde + ma] * w1a),
-                                  to_tf32(X1[t0 * lde + mb] * w0b), to_tf32(X1[t1 * lde + mb] * w1b)};
+          const uint32_t af[4] = {both ? to_tf32(X1[t0 * lde + ma] * w0a) : 0u,
+                                  to_tf32(X1[t1 * lde + ma] * w1a),
+                                  both ? to_tf32(X1[t0 * lde + mb] * w0b) : 0u,
+                                  to_tf32(X1[t1 * lde + mb] * w1b)};
           mma_1688(c1, af, bf);
         }
         if (X2 != nullptr) {
-          const uint32_t af[4] = {to_tf32(X2[t0 * lde + ma] * w0a), to_tf32(X2[t1 * lde + ma] * w1a),
-                                  to_tf32(X2[t0 * lde + mb] * w0b), to_tf32(X2[t1 * lde + mb] * w1b)};
+          const uint32_t af[4] = {both ? to_tf32(X2[t0 * lde + ma] * w0a) : 0u,
+                                  to_tf32(X2[t1 * lde + ma] * w1a),
+                                  both ? to_tf32(X2[t0 * lde + mb] * w0b) : 0u,
+                                  to_tf32(X2[t1 * lde + mb] * w1b)};
           mma_1688(c2, af, bf);
         }
       }
-    } else {
-      // The diagonal tile pair by pair; pairs above the diagonal weigh 0 (their
-      // exponent is positive, so it is never taken).
-      const bool v00 = i0 <= t0, v01 = i0 + 1 <= t0, v10 = i0 <= t1, v11 = i0 + 1 <= t1;
+    };
+    // One row of an 8 x 8 diagonal block pair by pair (e = 0: row t0 into
+    // elements 0, 1; e = 2: row t1 into 2, 3); pairs above the diagonal weigh 0
+    // (their exponent is positive, so it is never taken).
+    auto diagonal = [&](int t, int e) {
+      const bool v0 = i0 <= t, v1 = i0 + 1 <= t;
       for (int m = 0; m < ms; ++m) {
-        const float gt0 = G[t0 * lde + m], gt1 = G[t1 * lde + m];
-        const float gi0 = G[i0 * lde + m], gi1 = G[(i0 + 1) * lde + m];
-        const float s0 = S[i0 * lde + m], s1 = S[(i0 + 1) * lde + m];
-        const float w00 = v00 ? s0 * __expf(gt0 - gi0) : 0.f;
-        const float w01 = v01 ? s1 * __expf(gt0 - gi1) : 0.f;
-        const float w10 = v10 ? s0 * __expf(gt1 - gi0) : 0.f;
-        const float w11 = v11 ? s1 * __expf(gt1 - gi1) : 0.f;
-        const float x0 = X1[t0 * lde + m], x1 = X1[t1 * lde + m];
-        c1[0] = fmaf(x0, w00, c1[0]);
-        c1[1] = fmaf(x0, w01, c1[1]);
-        c1[2] = fmaf(x1, w10, c1[2]);
-        c1[3] = fmaf(x1, w11, c1[3]);
+        const float gt = G[t * lde + m];
+        const float w0 = v0 ? S[i0 * lde + m] * __expf(gt - G[i0 * lde + m]) : 0.f;
+        const float w1 = v1 ? S[(i0 + 1) * lde + m] * __expf(gt - G[(i0 + 1) * lde + m]) : 0.f;
+        const float x = X1[t * lde + m];
+        c1[e] = fmaf(x, w0, c1[e]);
+        c1[e + 1] = fmaf(x, w1, c1[e + 1]);
         if (X2 != nullptr) {
-          const float y0 = X2[t0 * lde + m], y1 = X2[t1 * lde + m];
-          c2[0] = fmaf(y0, w00, c2[0]);
-          c2[1] = fmaf(y0, w01, c2[1]);
-          c2[2] = fmaf(y1, w10, c2[2]);
-          c2[3] = fmaf(y1, w11, c2[3]);
+          const float y = X2[t * lde + m];
+          c2[e] = fmaf(y, w0, c2[e]);
+          c2[e + 1] = fmaf(y, w1, c2[e + 1]);
         }
       }
+    };
+    if (b < a) {
+      product(a * kSub - 1, true);  // an earlier sub-chunk, referenced at r = 16a - 1
+    } else if (j8 % 2 == 0) {
+      // The diagonal tile's left half: rows t1 are past its first eight rows
+      // (a product referenced at r = 16a + 7), rows t0 its 8 x 8 diagonal block.
+      product(a * kSub + 7, false);
+      diagonal(t0, 0);
+    } else {
+      diagonal(t1, 2);  // the right half: rows t0 are above the diagonal
     }
     auto put = [&](float* p, float x, float y) {
       float2 v = make_float2(x, y);

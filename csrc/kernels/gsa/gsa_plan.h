@@ -72,8 +72,15 @@ struct BwdBufs {
 
 // Sizes and the chunk count of a call (cu_seqlens_host gives packed lengths).
 Plan make_plan(const GsaShape& shape, DType dtype);
-// Carves the map and the forward state buffers.
+// Carves the chunk map.
+void carve_map(Plan& plan, Carver& carver);
+// Carves the per-chunk state buffers hk, hv and gl.
 void carve_states(Plan& plan, Carver& carver);
+// The forward's states kept for the backward (GsaFwdParams::states): the buffers
+// of carve_states, then the final states fin_k [N, H, K, M] and fin_v [N, H, M, V]
+// in fp32 (the end state of each sequence's last chunk, which the backward's
+// decay gradient reads).
+void carve_saved(Plan& plan, Carver& carver, float** fin_k, float** fin_v);
 
 // gsa_states.cu
 void launch_chunk_map(const Plan& plan, cudaStream_t stream);

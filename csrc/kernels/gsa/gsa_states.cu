@@ -223,12 +223,21 @@ Plan make_plan(const GsaShape& sh, DType dtype) {
   return p;
 }
 
-void carve_states(Plan& p, Carver& c) {
+void carve_map(Plan& p, Carver& c) {
   p.seq_chunk_off = c.take<int64_t>(p.N + 1);
   p.chunk_seq = c.take<int32_t>(p.NC);
+}
+
+void carve_states(Plan& p, Carver& c) {
   p.hk = c.take_raw(p.NC * p.H * p.K * p.M, state_bytes(p.dtype));
   p.hv = c.take_raw(p.NC * p.H * p.M * p.V, state_bytes(p.dtype));
   p.gl = c.take<float>(p.NC * p.H * p.M);
+}
+
+void carve_saved(Plan& p, Carver& c, float** fin_k, float** fin_v) {
+  carve_states(p, c);
+  *fin_k = c.take<float>(p.N * p.H * p.K * p.M);
+  *fin_v = c.take<float>(p.N * p.H * p.M * p.V);
 }
 
 void launch_chunk_map(const Plan& p, cudaStream_t stream) {

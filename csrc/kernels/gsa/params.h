@@ -55,6 +55,8 @@ struct GsaFwdParams {
                               // be nullptr); with p it gives the scores u = log p + lse
   void* hkT = nullptr;        // [N, H, K, M] final key state (may be nullptr)
   void* hvT = nullptr;        // [N, H, M, V] final value state (may be nullptr)
+  void* states = nullptr;     // CUDA: the chunk states kept for the backward
+                              // (gsa_chunk_saved_states_bytes), or nullptr
 };
 
 struct GsaBwdParams {
@@ -70,6 +72,8 @@ struct GsaBwdParams {
   const void* g = nullptr;
   const void* p = nullptr;     // saved by the forward, accum dtype
   const void* lse = nullptr;   // saved with p, or nullptr: the scores are recomputed
+  const void* states = nullptr;  // CUDA: the forward's GsaFwdParams::states, or nullptr:
+                                 // the chunk states are recomputed
   const void* hk0 = nullptr;   // or nullptr
   const void* hv0 = nullptr;   // or nullptr
   const void* d_o = nullptr;   // [B, T, H, V]

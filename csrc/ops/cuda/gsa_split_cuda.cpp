@@ -93,8 +93,8 @@ class CudaBwdSplit final : public GsaBwdSplit {
     p_ = p.to(at::kFloat).contiguous();
     if (lse.defined()) lse_ = lse.to(at::kFloat).contiguous();
     d_o_ = grad_o.to(q.scalar_type()).contiguous();
-    P_ = bwd_params(cuda_shape(a_), in_, p_, lse_, d_o_, Tensor(), Tensor(), out_, at::kFloat,
-                    scale, kCudaChunk);
+    P_ = bwd_params(cuda_shape(a_), in_, p_, lse_, Tensor(), d_o_, Tensor(), Tensor(), out_,
+                    at::kFloat, scale, kCudaChunk);
     ws_ = workspace(kernels::gsa_chunk_bwd_split_workspace_bytes(P_), in_.q);
     run(SplitPhase::kBegin);
     grad_in_k_ = out_.dhk0;

@@ -38,13 +38,34 @@ def _state_shapes(q, v, s, cu_seqlens):
     return (n, h, k, s.shape[-1]), (n, h, s.shape[-1], v.shape[-1])
 
 
+def _saved_states_bytes(q, v, s, cu_seqlens):
+    """Bytes of the chunk states a CUDA forward keeps for the backward: the layout
+    of carve_saved (csrc/kernels/gsa/gsa_states.cu), each buffer rounded up to 256
+    bytes, sized for the most 64-token chunks the shape allows
+    (gsa_chunk_saved_states_bytes; the GPU opcheck compares the two)."""
+    b, t, h, k = q.shape
+    m, vd = s.shape[-1], v.shape[-1]
+    n = _num_seqs(q, cu_seqlens)
+    per = (t + 63) // 64
+    nc = per + n - 1 if cu_seqlens is not None else n * per
+    sb = 4 if q.dtype == torch.float32 else 2
+
+    def up(x):
+        return (x + 255) // 256 * 256
+
+    return (up(nc * h * k * m * sb) + up(nc * h * m * vd * sb) + up(nc * h * m * 4)
+            + up(n * h * k * m * 4) + up(n * h * m * vd * 4))
+
+
 @torch.library.register_fake("ravensp::gsa_chunk_fwd")
-def _chunk_fwd_fake(q, k, v, s, g, scale, hk0, hv0, cu_seqlens, chunk_size):
+def _chunk_fwd_fake(q, k, v, s, g, scale, hk0, hv0, cu_seqlens, chunk_size, save_states=False):
     _check_devices(q, k=k, v=v, s=s, g=g, hk0=hk0, hv0=hv0, cu_seqlens=cu_seqlens)
     hk, hv = _state_shapes(q, v, s, cu_seqlens)
     acc = _accum(q.dtype)
+    kept = _saved_states_bytes(q, v, s, cu_seqlens) if save_states and q.is_cuda else 0
     return (v.new_empty(v.shape), q.new_empty(hk, dtype=acc), q.new_empty(hv, dtype=acc),
-            s.new_empty(s.shape, dtype=acc), s.new_empty(s.shape[:-1], dtype=acc))
+            s.new_empty(s.shape, dtype=acc), s.new_empty(s.shape[:-1], dtype=acc),
+            q.new_empty((kept,), dtype=torch.uint8))
 
 
 def _bwd_fake(q, k, v, s, g, cu_seqlens):
@@ -58,7 +79,7 @@ def _bwd_fake(q, k, v, s, g, cu_seqlens):
 
 @torch.library.register_fake("ravensp::gsa_chunk_bwd")
 def _chunk_bwd_fake(grad_o, grad_hkT, grad_hvT, q, k, v, s, g, p, lse, scale, hk0, hv0,
-                    cu_seqlens, chunk_size):
+                    cu_seqlens, chunk_size, states=None):
     return _bwd_fake(q, k, v, s, g, cu_seqlens)
 
 
