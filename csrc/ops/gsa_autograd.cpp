@@ -30,12 +30,12 @@ class GsaChunkFunction : public torch::autograd::Function<GsaChunkFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& q, const Tensor& k,
                                const Tensor& v, const Tensor& s, const Tensor& g, double scale,
                                const OptTensor& hk0, const OptTensor& hv0, const OptTensor& cu,
-                               int64_t chunk_size) {
+                               int64_t chunk_size, bool backward_follows) {
     at::AutoDispatchBelowADInplaceOrView guard;
     // The CUDA forward keeps its chunk states for the backward (the CPU one
-    // returns none): the backward then skips recomputing them.
+    // returns none), which then skips recomputing them.
     auto [o, hkT, hvT, p, lse, states] =
-        gsa_chunk_fwd(q, k, v, s, g, scale, hk0, hv0, cu, chunk_size, /*save_states=*/true);
+        gsa_chunk_fwd(q, k, v, s, g, scale, hk0, hv0, cu, chunk_size, backward_follows);
     ctx->save_for_backward({q, k, v, s, g, p, hk0.value_or(Tensor()), hv0.value_or(Tensor()),
                             cu.value_or(Tensor()), lse, states});
     ctx->saved_data["scale"] = scale;
@@ -56,7 +56,7 @@ class GsaChunkFunction : public torch::autograd::Function<GsaChunkFunction> {
                       ctx->saved_data["scale"].toDouble(), hk0, hv0, cu,
                       ctx->saved_data["chunk_size"].toInt(), opt(saved[10]));
     return {dq, dk, dv, ds, dg, Tensor(), state_grad(dhk0, hk0), state_grad(dhv0, hv0), Tensor(),
-            Tensor()};
+            Tensor(), Tensor()};
   }
 };
 
@@ -89,7 +89,15 @@ std::tuple<Tensor, Tensor, Tensor> gsa_chunk_autograd(const Tensor& q, const Ten
                                                       const Tensor& g, double scale,
                                                       const OptTensor& hk0, const OptTensor& hv0,
                                                       const OptTensor& cu, int64_t chunk_size) {
-  auto r = GsaChunkFunction::apply(q, k, v, s, g, scale, hk0, hv0, cu, chunk_size);
+  // Under no_grad (or with no input requiring grad) no backward follows, so the
+  // forward keeps no states (apply turns grad mode off inside forward: decided here).
+  const bool backward_follows =
+      at::GradMode::is_enabled() &&
+      (q.requires_grad() || k.requires_grad() || v.requires_grad() || s.requires_grad() ||
+       g.requires_grad() || (hk0.has_value() && hk0->defined() && hk0->requires_grad()) ||
+       (hv0.has_value() && hv0->defined() && hv0->requires_grad()));
+  auto r = GsaChunkFunction::apply(q, k, v, s, g, scale, hk0, hv0, cu, chunk_size,
+                                   backward_follows);
   return {r[0], r[1], r[2]};
 }
 
