@@ -246,6 +246,7 @@ def test_opcheck_cuda():
     torch.library.opcheck(ops.gsa_chunk_bwd, (torch.randn_like(o), None, torch.randn_like(hvT),
                                               q, k, v, s, g, p, lse, 1.0, hk0, hv0, None, 64,
                                               states))
+    torch.library.opcheck(ops.gsa_recurrent_fwd, (q, k, v, s, g, 1.0, hk0, hv0, None))
 
 
 # The kept chunk states' size follows from the shapes alone (the fake kernel
@@ -272,4 +273,3 @@ def test_saved_states_size_and_errors(dtype, packed):
                                                rf"uint8 on cuda:0\), got Byte {got}"):
             ops.gsa_chunk_bwd(torch.ones_like(o), None, None, q, k, v, s, g, p, lse, 1.0, None,
                               None, cu, 64, bad)
-    torch.library.opcheck(ops.gsa_recurrent_fwd, (q, k, v, s, g, 1.0, hk0, hv0, None))
