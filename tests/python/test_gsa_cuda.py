@@ -147,11 +147,18 @@ def test_backward_with_and_without_lse(dtype, M, packed):
             err = _rel(a, b)
             assert err < tol, f"grad {name} {route}: relative error {err:.2e} >= {tol:.1e}"
         # The forward's kept chunk states are the ones the backward recomputes
-        # (same kernels, same route): the gradients agree bit for bit.
+        # (same kernels, same route): the gradients agree bit for bit, but dv,
+        # which reads pass 2's kept pair matrix A2. bwd_pairs forms A2 over
+        # 16-slot slices, pass 2 over 32: another fp32 summation order before
+        # the rounding to the input dtype, so dv agrees to that rounding.
         kept = ops.gsa_chunk_bwd(d_o.to("cuda", o.dtype), None, torch.ones_like(hvT), *dev[:5],
                                  p, lse_arg, 0.8, *dev[5:], dcu, 64, states)
         for name, a, b in zip(NAMES, kept, grads):
-            assert torch.equal(a, b), f"grad {name} {route}: kept states differ from recomputed"
+            if name == "v":
+                err = _rel(a, b)
+                assert err < tol, f"grad v {route}, kept A2: relative error {err:.2e} >= {tol:.1e}"
+            else:
+                assert torch.equal(a, b), f"grad {name} {route}: kept states differ from recomputed"
 
 
 # The chunk-start states come from one of two routes (gsa_state_walk.cu): a walk

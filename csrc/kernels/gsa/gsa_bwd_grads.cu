@@ -68,13 +68,12 @@ struct PairsSmem {
 // grid (NC, H). Writes the intra-chunk ds (into ds, finished by ds_state) and
 // subtracts s * ds_intra from dgca in place, so ds_state needs neither p nor du;
 // leaves scale * du * e^G in du (as T, row_view), the operand of dq's state part,
-// and scale * Bm.
+// scale * Bm and, unless the forward kept it (a2_kept), A2.
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
     ChunkMap cm, int H, int M, float scale, const T* __restrict__ s, const T* __restrict__ g,
     const float* __restrict__ p, float* __restrict__ du, float* dgca, T* __restrict__ ds,
-    float* __restrict__ bm_io,
-    float* __restrict__ a2_io) {
+    float* __restrict__ bm_io, float* __restrict__ a2_io, bool a2_kept) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const PairsSmem<T> L_;
@@ -114,7 +113,9 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
     chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
     convert_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
     __syncthreads();
-    gated_pairs<kTC>(Bm, Du, A2, Ps, L_.lda, Gs, Ss, L_.lde, cp.L, MS, m0 > 0, scratch);
+    // A2 too, unless the forward kept it (Plan::a2).
+    gated_pairs<kTC>(Bm, Du, a2_kept ? nullptr : A2, a2_kept ? nullptr : Ps, L_.lda, Gs, Ss,
+                     L_.lde, cp.L, MS, m0 > 0, scratch);
     if (m0 == 0) {
       for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x)
         A1[(idx / kChunk) * L_.lda + idx % kChunk] *= scale;
@@ -141,7 +142,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
     Bm[(idx / kChunk) * L_.lda + idx % kChunk] *= scale;
   __syncthreads();
   store_square(reinterpret_cast<T*>(bm_io + pair), Bm, L_.lda);
-  store_square(reinterpret_cast<T*>(a2_io + pair), A2, L_.lda);
+  if (!a2_kept) store_square(reinterpret_cast<T*>(a2_io + pair), A2, L_.lda);
 }
 
 template <typename T>
@@ -329,8 +330,8 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
     const T* __restrict__ k, const T* __restrict__ dout, const T* __restrict__ hk,
     const T* __restrict__ dhk, const T* __restrict__ dhv,
     const float* __restrict__ du_eg, const float* __restrict__ dgca, const float* __restrict__ bm,
-    const float* __restrict__ a2, T* __restrict__ dq, T* __restrict__ dk, T* __restrict__ dv,
-    int z0) {
+    const float* __restrict__ a2, const T* __restrict__ a2_kept, T* __restrict__ dq,
+    T* __restrict__ dk, T* __restrict__ dv, int z0) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const DqkvSmem<T> L_;
   float* Acc = reinterpret_cast<float*>(smem_raw);
@@ -352,9 +353,11 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
   // The pair matrix (in T at the start of the chunk's fp32 area, see BwdBufs), the
   // token tile, each slice's state operand and state tile come in by cp.async
   // together: one wait on memory per slot slice.
-  async_tile(Rs, L_.ldx,
-             reinterpret_cast<const T*>((which == 2 ? a2 : bm) + unit * kChunk * kChunk),
-             static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
+  // A2 as pass 2 kept it ([NC, H, 64, 64] of T), or as bwd_pairs left it.
+  const T* pair = which == 2 && a2_kept != nullptr
+                      ? a2_kept + unit * kChunk * kChunk
+                      : reinterpret_cast<const T*>((which == 2 ? a2 : bm) + unit * kChunk * kChunk);
+  async_tile(Rs, L_.ldx, pair, static_cast<int64_t>(kChunk), kChunk, kChunk, kChunk);
   if (which == 0) async_tile(Xs, L_.ldx, k + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
   if (which == 1) async_tile(Xs, L_.ldx, q + tokK + ct * kTile, rowK, kChunk, cp.L, kTile);
   if (which == 2) async_tile(Xs, L_.ldx, dout + tokV + ct * kTile, rowV, kChunk, cp.L, kTile);
@@ -400,7 +403,8 @@ void pairs_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const Bw
   set_smem(bwd_pairs_kernel<T>, smem, "gsa bwd_pairs_kernel");
   bwd_pairs_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.M, static_cast<float>(P.scale), static_cast<const T*>(P.s),
-      static_cast<const T*>(P.g), p, b.du, b.dgca, static_cast<T*>(P.ds), b.bm, b.a2);
+      static_cast<const T*>(P.g), p, b.du, b.dgca, static_cast<T*>(P.ds), b.bm, b.a2,
+      pl.a2 != nullptr);
   RAVENSP_LAUNCH_CHECK("gsa bwd_pairs_kernel");
 }
 
@@ -433,7 +437,7 @@ void dqkv_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b, DqkvPar
       static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.d_o),
       static_cast<const T*>(pl.hk), static_cast<const T*>(b.dhk), static_cast<const T*>(b.dhv),
       b.du, b.dgca,
-      b.bm, b.a2, static_cast<T*>(P.dq),
+      b.bm, b.a2, static_cast<const T*>(pl.a2), static_cast<T*>(P.dq),
       static_cast<T*>(P.dk), static_cast<T*>(P.dv), z0);
   RAVENSP_LAUNCH_CHECK("gsa bwd_dqkv_kernel");
 }

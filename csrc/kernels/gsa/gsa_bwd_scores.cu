@@ -146,17 +146,32 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   if (!recompute_u)
     for (int t = threadIdx.x; t < kChunk; t += blockDim.x)
       Lse[t] = t < cp.L ? lse[(cp.tok0 + t) * H + h] : 0.f;
-  for (int kt = 0; kt < nk; ++kt) {
-    async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-    async_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-    if (recompute_u)
+  if (recompute_u) {
+    for (int kt = 0; kt < nk; ++kt) {
+      async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+      async_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
       async_tile(Zs, L_.ldx, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M,
                  static_cast<int64_t>(M), kTile, kTile, MS);
-    async_wait();
-    block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
-    if (recompute_u)
+      async_wait();
+      block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
       block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
-    __syncthreads();
+      __syncthreads();
+    }
+  } else {
+    // Pipelined over K: the second buffer set is Op (free until du exists) and
+    // Us (free: u comes from lse), so the loop region keeps the slice's decay.
+    T* Xq = Op;
+    T* Yk = reinterpret_cast<T*>(Us);
+    pipelined_steps(
+        nk,
+        [&](int kt, int b) {
+          async_tile(b ? Xq : Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+          async_tile(b ? Yk : Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
+        },
+        [&](int kt, int b) {
+          block_mma<false, true>(A, L_.lda, b ? Xq : Xs, L_.ldx, b ? Yk : Ys, L_.ldx, kChunk,
+                                 kChunk, kTile, kt > 0);
+        });
   }
   store_square(qk_out + pair, A, L_.lda);
   // The local state gradients stream q and dO tiles through Xs / Ys, the next

@@ -157,7 +157,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
     ChunkMap cm, int H, int M, int V, const T* __restrict__ v, const T* __restrict__ s,
     const T* __restrict__ g, const float* __restrict__ p, const T* __restrict__ hv,
-    T* __restrict__ o) {
+    T* __restrict__ o, T* __restrict__ a2_out) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const Pass2Smem<T> L_(M);
@@ -208,6 +208,16 @@ __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
     A2t[t * L_.ldx + i] = from_f<T>(A2[t * L_.lda + i]);
   }
   __syncthreads();
+  // Kept for the backward (Plan::a2), which would otherwise form it again.
+  if (a2_out != nullptr) {
+    constexpr int kVec = 16 / sizeof(T), kPerRow = kChunk / kVec;
+    T* dst = a2_out + unit * kChunk * kChunk;
+    for (int idx = threadIdx.x; idx < kChunk * kPerRow; idx += blockDim.x) {
+      const int t = idx / kPerRow, c = (idx - t * kPerRow) * kVec;
+      *reinterpret_cast<uint4*>(dst + t * kChunk + c) =
+          *reinterpret_cast<const uint4*>(A2t + t * L_.ldx + c);
+    }
+  }
   // Step st: output tile vt = st / ns, slot slice mi = st % ns. The v tile of vt
   // arrives with the tile's first step, into the buffer of vt's parity.
   const int ns = M / MS;
@@ -256,7 +266,8 @@ void pass2_typed(const Plan& pl, const GsaFwdParams& P, const float* p, cudaStre
   set_smem(pass2_kernel<T>, smem, "gsa pass2_kernel");
   pass2_kernel<T><<<dim3(pl.NC, pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.M, pl.V, static_cast<const T*>(P.v), static_cast<const T*>(P.s),
-      static_cast<const T*>(P.g), p, static_cast<const T*>(pl.hv), static_cast<T*>(P.o));
+      static_cast<const T*>(P.g), p, static_cast<const T*>(pl.hv), static_cast<T*>(P.o),
+      static_cast<T*>(pl.a2));
   RAVENSP_LAUNCH_CHECK("gsa pass2_kernel");
 }
 

@@ -46,6 +46,10 @@ struct Plan {
   void* hk = nullptr;   // [NC, H, K, M] chunk-start key states (local states before the scan)
   void* hv = nullptr;   // [NC, H, M, V]
   float* gl = nullptr;  // [NC, H, M] total log decay of each chunk
+  // [NC, H, 64, 64] pass 2's pair matrix A2[t][i] = sum_m p_tm s_im e^{G_tm - G_im}
+  // in the input dtype, when the forward keeps its states (carve_saved): pass 2
+  // writes it, and the backward reads it instead of forming it again in bwd_pairs.
+  void* a2 = nullptr;
 };
 
 // Bytes of one element of the per-chunk states (the input dtype's).
@@ -79,7 +83,7 @@ void carve_states(Plan& plan, Carver& carver);
 // The forward's states kept for the backward (GsaFwdParams::states): the buffers
 // of carve_states, then the final states fin_k [N, H, K, M] and fin_v [N, H, M, V]
 // in fp32 (the end state of each sequence's last chunk, which the backward's
-// decay gradient reads).
+// decay gradient reads), then plan.a2.
 void carve_saved(Plan& plan, Carver& carver, float** fin_k, float** fin_v);
 
 // gsa_states.cu

@@ -238,6 +238,7 @@ void carve_saved(Plan& p, Carver& c, float** fin_k, float** fin_v) {
   carve_states(p, c);
   *fin_k = c.take<float>(p.N * p.H * p.K * p.M);
   *fin_v = c.take<float>(p.N * p.H * p.M * p.V);
+  p.a2 = c.take_raw(p.NC * p.H * kChunk * kChunk, state_bytes(p.dtype));
 }
 
 void launch_chunk_map(const Plan& p, cudaStream_t stream) {

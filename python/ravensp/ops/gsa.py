@@ -39,8 +39,9 @@ def _state_shapes(q, v, s, cu_seqlens):
 
 
 def _saved_states_bytes(q, v, s, cu_seqlens):
-    """Bytes of the chunk states a CUDA forward keeps for the backward: the layout
-    of carve_saved (csrc/kernels/gsa/gsa_states.cu), each buffer rounded up to 256
+    """Bytes of the chunk states (and pass 2's pair matrices) a CUDA forward keeps
+    for the backward: the layout of carve_saved (csrc/kernels/gsa/gsa_states.cu),
+    each buffer rounded up to 256
     bytes, sized for the most 64-token chunks the shape allows
     (gsa_chunk_saved_states_bytes; the GPU opcheck compares the two)."""
     b, t, h, k = q.shape
@@ -54,7 +55,7 @@ def _saved_states_bytes(q, v, s, cu_seqlens):
         return (x + 255) // 256 * 256
 
     return (up(nc * h * k * m * sb) + up(nc * h * m * vd * sb) + up(nc * h * m * 4)
-            + up(n * h * k * m * 4) + up(n * h * m * vd * 4))
+            + up(n * h * k * m * 4) + up(n * h * m * vd * 4) + up(nc * h * 64 * 64 * sb))
 
 
 @torch.library.register_fake("ravensp::gsa_chunk_fwd")
