@@ -21,7 +21,8 @@ namespace {
 // slice's g and s as they arrive while DP is formed (Us is only computed after);
 // the loop region is the pipelines' second buffer set (two token tiles and a
 // state tile), then the slice's decay and s (fp32). Us stages each local state
-// gradient tile on its way out. Two blocks per SM at any M (111 KB at bf16): the
+// gradient tile on its way out, and a k tile of the q k^T pipeline (with Op).
+// Two blocks per SM at any M (111 KB at bf16): the
 // fp32 score buffers are one slot slice wide, the first set's state tile sits
 // in Op (free until du exists), and Xs, Ys double as the scratch of
 // gated_scores.
@@ -37,9 +38,12 @@ struct ScoresSmem {
     off_a = up(max_of(static_cast<size_t>(kChunk) * ldd * sizeof(float),
                       2 * static_cast<size_t>(kChunk) * MS * sizeof(T)));
     off_us = up(off_a + static_cast<size_t>(kChunk) * lda * sizeof(float));
+    // Us also holds a k tile in the q k^T pipeline (more than its scores at fp32, M = 32).
     off_loop = up(off_us + max_of(max_of(static_cast<size_t>(kChunk) * lds * sizeof(float),
                                          2 * static_cast<size_t>(kChunk) * MS * sizeof(T)),
-                                  static_cast<size_t>(MS) * ld_of<float>(kTile) * sizeof(float)));
+                                  max_of(static_cast<size_t>(MS) * ld_of<float>(kTile) *
+                                             sizeof(float),
+                                         static_cast<size_t>(kChunk) * ldx * sizeof(T))));
     off_r = up(off_loop + max_of(2 * static_cast<size_t>(kChunk) * lde * sizeof(float),
                                  3 * static_cast<size_t>(kChunk) * ldx * sizeof(T)));
     off_op = up(off_r + 2 * kChunk * sizeof(float));  // R and the rows' lse
