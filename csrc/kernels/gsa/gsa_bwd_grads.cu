@@ -110,19 +110,27 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
     async_tile(Graw, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
     async_tile(Sraw, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
     async_wait();
+    if (m0 == 0)  // q k^T came with the first slice; chunk_decay's barriers order this
+      for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x)
+        A1[(idx / kChunk) * L_.lda + idx % kChunk] *= scale;
     chunk_decay<T>(Gs, L_.lde, Graw, MS, cp.L, MS);
     convert_tile(Ss, L_.lde, Sraw, MS, kChunk, MS);
     __syncthreads();
-    // A2 too, unless the forward kept it (Plan::a2).
-    gated_pairs<kTC>(Bm, Du, a2_kept ? nullptr : A2, a2_kept ? nullptr : Ps, L_.lda, Gs, Ss,
-                     L_.lde, cp.L, MS, m0 > 0, scratch);
-    if (m0 == 0) {
-      for (int idx = threadIdx.x; idx < kChunk * kChunk; idx += blockDim.x)
-        A1[(idx / kChunk) * L_.lda + idx % kChunk] *= scale;
-      __syncthreads();
+    // Bm (and A2 unless the forward kept it), then the intra ds; with A2 kept
+    // and 16-bit inputs both in one phase.
+    bool done = false;
+    if constexpr (kTC) {
+      if (a2_kept) {
+        gated_pairs_and_rev_sums(Bm, Du, L_.lda, Ss, m0 > 0, Ds, L_.lde, A1, Du, VdO, Ps,
+                                 L_.lda, Gs, L_.lde, cp.L, MS);
+        done = true;
+      }
     }
-    gated_rev_sums<kTC>(Ds, L_.lde, A1, Du, VdO, Ps, L_.lda, Gs, L_.lde, cp.L, MS, scratch);
-    __syncthreads();
+    if (!done) {
+      gated_pairs<kTC>(Bm, Du, a2_kept ? nullptr : A2, a2_kept ? nullptr : Ps, L_.lda, Gs, Ss,
+                       L_.lde, cp.L, MS, m0 > 0, scratch);
+      gated_rev_sums<kTC>(Ds, L_.lde, A1, Du, VdO, Ps, L_.lda, Gs, L_.lde, cp.L, MS, scratch);
+    }
     for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
       const int t = idx / MS, m = idx - t * MS;
       const int64_t at = tokM + t * rowM + m0 + m;

@@ -125,10 +125,11 @@ __global__ void __launch_bounds__(kThreads) pass1_kernel(
 constexpr int kPairSlice = 32;
 
 // Shared memory of pass 2. Live throughout: A2 (fp32; the output tile once A2t
-// exists), Pg = p e^G over all M slots and A2 as T. The pair phase (p, G, s of
-// one slot slice, the intra scratch, the next slice's g and s as they arrive)
-// and the output phase (two v tiles and two state tiles for the pipeline) share
-// one region. 85 KB at M = 64, 108 KB at M = 256 with bf16.
+// exists), Pg = p e^G over all M slots and A2 as T. The pair phase (p of this
+// slot slice and the next one as it arrives, G and s of this one, the next
+// one's g and s as they arrive, and for fp32 inputs the intra scratch) and the
+// output phase (two v tiles and two state tiles for the pipeline) share one
+// region. 78 KB at M = 64, 102 KB at M = 256 with bf16: two blocks per SM.
 template <typename T>
 struct Pass2Smem {
   int MS, ldp, lda, lde, ldx;
@@ -138,9 +139,11 @@ struct Pass2Smem {
   __host__ __device__ size_t kept_bytes() const {
     return static_cast<size_t>(kChunk) * (lda * sizeof(float) + (ldp + ldx) * sizeof(T));
   }
+  static constexpr size_t scratch_floats() {
+    return sizeof(T) == 2 ? 0 : intra_scratch_floats(kPairSlice);  // the register form needs none
+  }
   __host__ __device__ size_t pair_bytes() const {
-    return (3 * static_cast<size_t>(kChunk) * lde + intra_scratch_floats(kPairSlice)) *
-               sizeof(float) +
+    return (4 * static_cast<size_t>(kChunk) * lde + scratch_floats()) * sizeof(float) +
            2 * static_cast<size_t>(kChunk) * kPairSlice * sizeof(T);
   }
   __host__ __device__ size_t out_bytes() const {
@@ -166,12 +169,13 @@ __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
   T* Pg = reinterpret_cast<T*>(A2 + kChunk * L_.lda);
   T* A2t = Pg + kChunk * L_.ldp;
   unsigned char* region = smem_raw + L_.kept_bytes();
-  float* Ps = reinterpret_cast<float*>(region);
-  float* Gs = Ps + kChunk * L_.lde;
+  float* Ps0 = reinterpret_cast<float*>(region);
+  float* Ps1 = Ps0 + kChunk * L_.lde;
+  float* Gs = Ps1 + kChunk * L_.lde;
   float* Ss = Gs + kChunk * L_.lde;
   float* scratch = Ss + kChunk * L_.lde;
   constexpr int PS = kPairSlice;
-  T* Graw = reinterpret_cast<T*>(scratch + intra_scratch_floats(PS));
+  T* Graw = reinterpret_cast<T*>(scratch + L_.scratch_floats());
   T* Sraw = Graw + kChunk * PS;
   const int MS = L_.MS;
   T* Yv0 = reinterpret_cast<T*>(region);
@@ -183,20 +187,23 @@ __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
   const int64_t unit = cp.j * H + h;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
   const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
-  // The next slice's g and s are copied while this slice's pairs are formed.
-  auto issue_gs = [&](int m0) {
+  // The next slice's p, g and s are copied while this slice's pairs are formed
+  // (p into the other of two buffers: the pairs read this slice's).
+  auto issue = [&](int m0) {
+    async_floats((m0 / PS) & 1 ? Ps1 : Ps0, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, PS);
     async_tile(Graw, PS, g + tokM + m0, rowM, kChunk, cp.L, PS);
     async_tile(Sraw, PS, s + tokM + m0, rowM, kChunk, cp.L, PS);
   };
-  issue_gs(0);
+  issue(0);
   for (int m0 = 0; m0 < M; m0 += PS) {
-    load_tile(Ps, L_.lde, p + tokM + m0, rowM, kChunk, cp.L, PS);
+    float* Ps = (m0 / PS) & 1 ? Ps1 : Ps0;
     async_wait();
     chunk_decay<T>(Gs, L_.lde, Graw, PS, cp.L, PS);
     convert_tile(Ss, L_.lde, Sraw, PS, kChunk, PS);
     __syncthreads();
-    if (m0 + PS < M) issue_gs(m0 + PS);
-    gated_pairs<kTC>(A2, Ps, nullptr, nullptr, L_.lda, Gs, Ss, L_.lde, cp.L, PS, m0 > 0, scratch);
+    if (m0 + PS < M) issue(m0 + PS);
+    gated_pairs<kTC>(A2, Ps, nullptr, nullptr, L_.lda, Gs, Ss, L_.lde, cp.L, PS, m0 > 0,
+                     kTC ? nullptr : scratch);
     for (int idx = threadIdx.x; idx < kChunk * PS; idx += blockDim.x) {
       const int t = idx / PS, m = idx - t * PS;
       Pg[t * L_.ldp + m0 + m] = from_f<T>(Ps[t * L_.lde + m] * __expf(Gs[t * L_.lde + m]));

@@ -28,161 +28,182 @@ namespace ravensp::kernels::gsa_cuda {
 
 constexpr int kSub = 16;  // sub-chunk rows
 
+// Each product is a set of warp jobs (one 16 x 8 output tile each): *_job(job,
+// ...) computes one, and the *_regs form runs all of them over the block's warps
+// and ends with a barrier. A kernel with two independent products can run both
+// job sets in one phase instead (gated_pairs_and_rev_sums).
+// Jobs of gated_scores and gated_rev_sums at slot slice ms: (sub-chunk, 8 slots).
+__host__ __device__ constexpr int intra_jobs(int ms) { return (kChunk / kSub) * (ms / 8); }
+// Jobs of gated_pairs: (sub-chunk of rows, 8 columns) of the 64 x 64 pair matrix.
+constexpr int kPairsJobs = (kChunk / kSub) * (kChunk / 8);
+
 // out[t][m] = mult * (e^{G_tm} X[t][m] + sum_{i<=t} A[t][i] S[i][m] e^{G_tm - G_im})
 // for t < L, one warp per (16-row sub-chunk, 8 slots). ms a multiple of 8.
+__device__ __forceinline__ void gated_scores_job(int job, float* out, int ldo, const float* X,
+                                                 int ldx, const float* A, int lda, const float* G,
+                                                 const float* S, int lde, int L, int ms,
+                                                 float mult) {
+  const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3, nj = ms >> 3;
+  const int a = job / nj, c0 = (job - a * nj) * 8, base = a * kSub;
+  if (base >= L) return;
+  const int t0 = base + gq, t1 = t0 + 8, m0 = c0 + 2 * tq, m1 = m0 + 1;
+  const float g00 = G[t0 * lde + m0], g01 = G[t0 * lde + m1];
+  const float g10 = G[t1 * lde + m0], g11 = G[t1 * lde + m1];
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  if (base > 0) {
+    // Every row before the sub-chunk, referenced at r = base - 1.
+    const int r = base - 1, n = c0 + gq;
+    const float grn = G[r * lde + n];
+    for (int k0 = 0; k0 < base; k0 += 8) {
+      const int i0 = k0 + tq, i1 = i0 + 4;
+      const uint32_t af[4] = {to_tf32(A[t0 * lda + i0]), to_tf32(A[t1 * lda + i0]),
+                              to_tf32(A[t0 * lda + i1]), to_tf32(A[t1 * lda + i1])};
+      const uint32_t bf[2] = {to_tf32(S[i0 * lde + n] * __expf(grn - G[i0 * lde + n])),
+                              to_tf32(S[i1 * lde + n] * __expf(grn - G[i1 * lde + n]))};
+      mma_1688(acc, af, bf);
+    }
+    const float r0 = G[r * lde + m0], r1 = G[r * lde + m1];
+    acc[0] *= __expf(g00 - r0);
+    acc[1] *= __expf(g01 - r1);
+    acc[2] *= __expf(g10 - r0);
+    acc[3] *= __expf(g11 - r1);
+  }
+  // The diagonal block. Rows t1 against its first half [base, base + 8) as one
+  // more product, referenced at r = base + 7; the two 8 x 8 diagonal blocks
+  // pair by pair (at most eight pairs per element instead of sixteen).
+  {
+    const int r = base + 7, n = c0 + gq, ia = base + tq, ib = ia + 4;
+    const float grn = G[r * lde + n];
+    const uint32_t af[4] = {0u, to_tf32(A[t1 * lda + ia]), 0u, to_tf32(A[t1 * lda + ib])};
+    const uint32_t bf[2] = {to_tf32(S[ia * lde + n] * __expf(grn - G[ia * lde + n])),
+                            to_tf32(S[ib * lde + n] * __expf(grn - G[ib * lde + n]))};
+    float half[4] = {0.f, 0.f, 0.f, 0.f};
+    mma_1688(half, af, bf);
+    acc[2] = fmaf(half[2], __expf(g10 - G[r * lde + m0]), acc[2]);
+    acc[3] = fmaf(half[3], __expf(g11 - G[r * lde + m1]), acc[3]);
+  }
+  for (int j = 0; j <= gq; ++j) {
+    const int i = base + j, i1 = i + 8;
+    const float w0 = A[t0 * lda + i], w1 = A[t1 * lda + i1];
+    acc[0] = fmaf(w0 * S[i * lde + m0], __expf(g00 - G[i * lde + m0]), acc[0]);
+    acc[1] = fmaf(w0 * S[i * lde + m1], __expf(g01 - G[i * lde + m1]), acc[1]);
+    acc[2] = fmaf(w1 * S[i1 * lde + m0], __expf(g10 - G[i1 * lde + m0]), acc[2]);
+    acc[3] = fmaf(w1 * S[i1 * lde + m1], __expf(g11 - G[i1 * lde + m1]), acc[3]);
+  }
+  // X and out may alias: each element is read and written by this thread only.
+  if (t0 < L) {
+    out[t0 * ldo + m0] = mult * fmaf(__expf(g00), X[t0 * ldx + m0], acc[0]);
+    out[t0 * ldo + m1] = mult * fmaf(__expf(g01), X[t0 * ldx + m1], acc[1]);
+  }
+  if (t1 < L) {
+    out[t1 * ldo + m0] = mult * fmaf(__expf(g10), X[t1 * ldx + m0], acc[2]);
+    out[t1 * ldo + m1] = mult * fmaf(__expf(g11), X[t1 * ldx + m1], acc[3]);
+  }
+}
+
 __device__ __forceinline__ void gated_scores_regs(float* out, int ldo, const float* X, int ldx,
                                                   const float* A, int lda, const float* G,
                                                   const float* S, int lde, int L, int ms,
                                                   float mult) {
-  const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3, nj = ms >> 3;
-  for (int job = threadIdx.x >> 5; job < (kChunk / kSub) * nj; job += blockDim.x >> 5) {
-    const int a = job / nj, c0 = (job - a * nj) * 8, base = a * kSub;
-    if (base >= L) continue;
-    const int t0 = base + gq, t1 = t0 + 8, m0 = c0 + 2 * tq, m1 = m0 + 1;
-    const float g00 = G[t0 * lde + m0], g01 = G[t0 * lde + m1];
-    const float g10 = G[t1 * lde + m0], g11 = G[t1 * lde + m1];
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    if (base > 0) {
-      // Every row before the sub-chunk, referenced at r = base - 1.
-      const int r = base - 1, n = c0 + gq;
-      const float grn = G[r * lde + n];
-      for (int k0 = 0; k0 < base; k0 += 8) {
-        const int i0 = k0 + tq, i1 = i0 + 4;
-        const uint32_t af[4] = {to_tf32(A[t0 * lda + i0]), to_tf32(A[t1 * lda + i0]),
-                                to_tf32(A[t0 * lda + i1]), to_tf32(A[t1 * lda + i1])};
-        const uint32_t bf[2] = {to_tf32(S[i0 * lde + n] * __expf(grn - G[i0 * lde + n])),
-                                to_tf32(S[i1 * lde + n] * __expf(grn - G[i1 * lde + n]))};
-        mma_1688(acc, af, bf);
-      }
-      const float r0 = G[r * lde + m0], r1 = G[r * lde + m1];
-      acc[0] *= __expf(g00 - r0);
-      acc[1] *= __expf(g01 - r1);
-      acc[2] *= __expf(g10 - r0);
-      acc[3] *= __expf(g11 - r1);
-    }
-    // The diagonal block. Rows t1 against its first half [base, base + 8) as one
-    // more product, referenced at r = base + 7; the two 8 x 8 diagonal blocks
-    // pair by pair (at most eight pairs per element instead of sixteen).
-    {
-      const int r = base + 7, n = c0 + gq, ia = base + tq, ib = ia + 4;
-      const float grn = G[r * lde + n];
-      const uint32_t af[4] = {0u, to_tf32(A[t1 * lda + ia]), 0u, to_tf32(A[t1 * lda + ib])};
-      const uint32_t bf[2] = {to_tf32(S[ia * lde + n] * __expf(grn - G[ia * lde + n])),
-                              to_tf32(S[ib * lde + n] * __expf(grn - G[ib * lde + n]))};
-      float half[4] = {0.f, 0.f, 0.f, 0.f};
-      mma_1688(half, af, bf);
-      acc[2] = fmaf(half[2], __expf(g10 - G[r * lde + m0]), acc[2]);
-      acc[3] = fmaf(half[3], __expf(g11 - G[r * lde + m1]), acc[3]);
-    }
-    for (int j = 0; j <= gq; ++j) {
-      const int i = base + j, i1 = i + 8;
-      const float w0 = A[t0 * lda + i], w1 = A[t1 * lda + i1];
-      acc[0] = fmaf(w0 * S[i * lde + m0], __expf(g00 - G[i * lde + m0]), acc[0]);
-      acc[1] = fmaf(w0 * S[i * lde + m1], __expf(g01 - G[i * lde + m1]), acc[1]);
-      acc[2] = fmaf(w1 * S[i1 * lde + m0], __expf(g10 - G[i1 * lde + m0]), acc[2]);
-      acc[3] = fmaf(w1 * S[i1 * lde + m1], __expf(g11 - G[i1 * lde + m1]), acc[3]);
-    }
-    // X and out may alias: each element is read and written by this thread only.
-    if (t0 < L) {
-      out[t0 * ldo + m0] = mult * fmaf(__expf(g00), X[t0 * ldx + m0], acc[0]);
-      out[t0 * ldo + m1] = mult * fmaf(__expf(g01), X[t0 * ldx + m1], acc[1]);
-    }
-    if (t1 < L) {
-      out[t1 * ldo + m0] = mult * fmaf(__expf(g10), X[t1 * ldx + m0], acc[2]);
-      out[t1 * ldo + m1] = mult * fmaf(__expf(g11), X[t1 * ldx + m1], acc[3]);
-    }
-  }
+  for (int job = threadIdx.x >> 5; job < intra_jobs(ms); job += blockDim.x >> 5)
+    gated_scores_job(job, out, ldo, X, ldx, A, lda, G, S, lde, L, ms, mult);
   __syncthreads();
 }
 
 // out[i][m] = sum_{i<=t<L} (A[t][i] X[t][m] + B[t][i] Y[t][m]) e^{G_tm - G_im} for
 // i < L (B, Y may be null), one warp per (16-row sub-chunk, 8 slots).
+__device__ __forceinline__ void gated_rev_sums_job(int job, float* out, int ldo, const float* A,
+                                                   const float* X, const float* B, const float* Y,
+                                                   int lda, const float* G, int lde, int L,
+                                                   int ms) {
+  const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3, nj = ms >> 3;
+  const int tend = min(kChunk, (L + 7) & ~7);  // rows >= L of A, B, X, Y are zero
+  const int b = job / nj, c0 = (job - b * nj) * 8, base = b * kSub;
+  if (base >= L) return;
+  const int i0 = base + gq, i1 = i0 + 8, m0 = c0 + 2 * tq, m1 = m0 + 1;
+  const float g00 = G[i0 * lde + m0], g01 = G[i0 * lde + m1];
+  const float g10 = G[i1 * lde + m0], g11 = G[i1 * lde + m1];
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  if (base + kSub < tend) {
+    // Every row after the sub-chunk, referenced at its last row r.
+    const int r = base + kSub - 1, n = c0 + gq;
+    const float grn = G[r * lde + n];
+    for (int k0 = base + kSub; k0 < tend; k0 += 8) {
+      const int ta = k0 + tq, tb = ta + 4;
+      const float wa = __expf(G[ta * lde + n] - grn), wb = __expf(G[tb * lde + n] - grn);
+      {
+        const uint32_t af[4] = {to_tf32(A[ta * lda + i0]), to_tf32(A[ta * lda + i1]),
+                                to_tf32(A[tb * lda + i0]), to_tf32(A[tb * lda + i1])};
+        const uint32_t bf[2] = {to_tf32(X[ta * lde + n] * wa), to_tf32(X[tb * lde + n] * wb)};
+        mma_1688(acc, af, bf);
+      }
+      if (B != nullptr) {
+        const uint32_t af[4] = {to_tf32(B[ta * lda + i0]), to_tf32(B[ta * lda + i1]),
+                                to_tf32(B[tb * lda + i0]), to_tf32(B[tb * lda + i1])};
+        const uint32_t bf[2] = {to_tf32(Y[ta * lde + n] * wa), to_tf32(Y[tb * lde + n] * wb)};
+        mma_1688(acc, af, bf);
+      }
+    }
+    const float r0 = G[r * lde + m0], r1 = G[r * lde + m1];
+    acc[0] *= __expf(r0 - g00);
+    acc[1] *= __expf(r1 - g01);
+    acc[2] *= __expf(r0 - g10);
+    acc[3] *= __expf(r1 - g11);
+  }
+  // The diagonal block. Rows i0 against its second half [base + 8, base + 16)
+  // as one more product, referenced at r = base + 7; the two 8 x 8 diagonal
+  // blocks pair by pair.
+  {
+    const int r = base + 7, n = c0 + gq, ta = base + 8 + tq, tb = ta + 4;
+    const float grn = G[r * lde + n];
+    const float wa = __expf(G[ta * lde + n] - grn), wb = __expf(G[tb * lde + n] - grn);
+    float half[4] = {0.f, 0.f, 0.f, 0.f};
+    {
+      const uint32_t af[4] = {to_tf32(A[ta * lda + i0]), 0u, to_tf32(A[tb * lda + i0]), 0u};
+      const uint32_t bf[2] = {to_tf32(X[ta * lde + n] * wa), to_tf32(X[tb * lde + n] * wb)};
+      mma_1688(half, af, bf);
+    }
+    if (B != nullptr) {
+      const uint32_t af[4] = {to_tf32(B[ta * lda + i0]), 0u, to_tf32(B[tb * lda + i0]), 0u};
+      const uint32_t bf[2] = {to_tf32(Y[ta * lde + n] * wa), to_tf32(Y[tb * lde + n] * wb)};
+      mma_1688(half, af, bf);
+    }
+    acc[0] = fmaf(half[0], __expf(G[r * lde + m0] - g00), acc[0]);
+    acc[1] = fmaf(half[1], __expf(G[r * lde + m1] - g01), acc[1]);
+  }
+  for (int j = gq; j < 8; ++j) {
+    const int t = base + j, t1 = t + 8;
+    const float a0 = A[t * lda + i0], a1 = A[t1 * lda + i1];
+    float u00 = a0 * X[t * lde + m0], u01 = a0 * X[t * lde + m1];
+    float u10 = a1 * X[t1 * lde + m0], u11 = a1 * X[t1 * lde + m1];
+    if (B != nullptr) {
+      const float b0 = B[t * lda + i0], b1 = B[t1 * lda + i1];
+      u00 = fmaf(b0, Y[t * lde + m0], u00);
+      u01 = fmaf(b0, Y[t * lde + m1], u01);
+      u10 = fmaf(b1, Y[t1 * lde + m0], u10);
+      u11 = fmaf(b1, Y[t1 * lde + m1], u11);
+    }
+    acc[0] = fmaf(u00, __expf(G[t * lde + m0] - g00), acc[0]);
+    acc[1] = fmaf(u01, __expf(G[t * lde + m1] - g01), acc[1]);
+    acc[2] = fmaf(u10, __expf(G[t1 * lde + m0] - g10), acc[2]);
+    acc[3] = fmaf(u11, __expf(G[t1 * lde + m1] - g11), acc[3]);
+  }
+  if (i0 < L) {
+    out[i0 * ldo + m0] = acc[0];
+    out[i0 * ldo + m1] = acc[1];
+  }
+  if (i1 < L) {
+    out[i1 * ldo + m0] = acc[2];
+    out[i1 * ldo + m1] = acc[3];
+  }
+}
+
 __device__ __forceinline__ void gated_rev_sums_regs(float* out, int ldo, const float* A,
                                                     const float* X, const float* B,
                                                     const float* Y, int lda, const float* G,
                                                     int lde, int L, int ms) {
-  const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3, nj = ms >> 3;
-  const int tend = min(kChunk, (L + 7) & ~7);  // rows >= L of A, B, X, Y are zero
-  for (int job = threadIdx.x >> 5; job < (kChunk / kSub) * nj; job += blockDim.x >> 5) {
-    const int b = job / nj, c0 = (job - b * nj) * 8, base = b * kSub;
-    if (base >= L) continue;
-    const int i0 = base + gq, i1 = i0 + 8, m0 = c0 + 2 * tq, m1 = m0 + 1;
-    const float g00 = G[i0 * lde + m0], g01 = G[i0 * lde + m1];
-    const float g10 = G[i1 * lde + m0], g11 = G[i1 * lde + m1];
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    if (base + kSub < tend) {
-      // Every row after the sub-chunk, referenced at its last row r.
-      const int r = base + kSub - 1, n = c0 + gq;
-      const float grn = G[r * lde + n];
-      for (int k0 = base + kSub; k0 < tend; k0 += 8) {
-        const int ta = k0 + tq, tb = ta + 4;
-        const float wa = __expf(G[ta * lde + n] - grn), wb = __expf(G[tb * lde + n] - grn);
-        {
-          const uint32_t af[4] = {to_tf32(A[ta * lda + i0]), to_tf32(A[ta * lda + i1]),
-                                  to_tf32(A[tb * lda + i0]), to_tf32(A[tb * lda + i1])};
-          const uint32_t bf[2] = {to_tf32(X[ta * lde + n] * wa), to_tf32(X[tb * lde + n] * wb)};
-          mma_1688(acc, af, bf);
-        }
-        if (B != nullptr) {
-          const uint32_t af[4] = {to_tf32(B[ta * lda + i0]), to_tf32(B[ta * lda + i1]),
-                                  to_tf32(B[tb * lda + i0]), to_tf32(B[tb * lda + i1])};
-          const uint32_t bf[2] = {to_tf32(Y[ta * lde + n] * wa), to_tf32(Y[tb * lde + n] * wb)};
-          mma_1688(acc, af, bf);
-        }
-      }
-      const float r0 = G[r * lde + m0], r1 = G[r * lde + m1];
-      acc[0] *= __expf(r0 - g00);
-      acc[1] *= __expf(r1 - g01);
-      acc[2] *= __expf(r0 - g10);
-      acc[3] *= __expf(r1 - g11);
-    }
-    // The diagonal block. Rows i0 against its second half [base + 8, base + 16)
-    // as one more product, referenced at r = base + 7; the two 8 x 8 diagonal
-    // blocks pair by pair.
-    {
-      const int r = base + 7, n = c0 + gq, ta = base + 8 + tq, tb = ta + 4;
-      const float grn = G[r * lde + n];
-      const float wa = __expf(G[ta * lde + n] - grn), wb = __expf(G[tb * lde + n] - grn);
-      float half[4] = {0.f, 0.f, 0.f, 0.f};
-      {
-        const uint32_t af[4] = {to_tf32(A[ta * lda + i0]), 0u, to_tf32(A[tb * lda + i0]), 0u};
-        const uint32_t bf[2] = {to_tf32(X[ta * lde + n] * wa), to_tf32(X[tb * lde + n] * wb)};
-        mma_1688(half, af, bf);
-      }
-      if (B != nullptr) {
-        const uint32_t af[4] = {to_tf32(B[ta * lda + i0]), 0u, to_tf32(B[tb * lda + i0]), 0u};
-        const uint32_t bf[2] = {to_tf32(Y[ta * lde + n] * wa), to_tf32(Y[tb * lde + n] * wb)};
-        mma_1688(half, af, bf);
-      }
-      acc[0] = fmaf(half[0], __expf(G[r * lde + m0] - g00), acc[0]);
-      acc[1] = fmaf(half[1], __expf(G[r * lde + m1] - g01), acc[1]);
-    }
-    for (int j = gq; j < 8; ++j) {
-      const int t = base + j, t1 = t + 8;
-      const float a0 = A[t * lda + i0], a1 = A[t1 * lda + i1];
-      float u00 = a0 * X[t * lde + m0], u01 = a0 * X[t * lde + m1];
-      float u10 = a1 * X[t1 * lde + m0], u11 = a1 * X[t1 * lde + m1];
-      if (B != nullptr) {
-        const float b0 = B[t * lda + i0], b1 = B[t1 * lda + i1];
-        u00 = fmaf(b0, Y[t * lde + m0], u00);
-        u01 = fmaf(b0, Y[t * lde + m1], u01);
-        u10 = fmaf(b1, Y[t1 * lde + m0], u10);
-        u11 = fmaf(b1, Y[t1 * lde + m1], u11);
-      }
-      acc[0] = fmaf(u00, __expf(G[t * lde + m0] - g00), acc[0]);
-      acc[1] = fmaf(u01, __expf(G[t * lde + m1] - g01), acc[1]);
-      acc[2] = fmaf(u10, __expf(G[t1 * lde + m0] - g10), acc[2]);
-      acc[3] = fmaf(u11, __expf(G[t1 * lde + m1] - g11), acc[3]);
-    }
-    if (i0 < L) {
-      out[i0 * ldo + m0] = acc[0];
-      out[i0 * ldo + m1] = acc[1];
-    }
-    if (i1 < L) {
-      out[i1 * ldo + m0] = acc[2];
-      out[i1 * ldo + m1] = acc[3];
-    }
-  }
+  for (int job = threadIdx.x >> 5; job < intra_jobs(ms); job += blockDim.x >> 5)
+    gated_rev_sums_job(job, out, ldo, A, X, B, Y, lda, G, lde, L, ms);
   __syncthreads();
 }
 
@@ -190,104 +211,131 @@ __device__ __forceinline__ void gated_rev_sums_regs(float* out, int ldo, const f
 // (both may be null), one warp per (16-row sub-chunk, 8 columns) of the 64 x 64
 // pair matrix. Entries i > t are zeroed (accumulate = false) or left (they are
 // 0 already); rows >= L of X1, X2 must be zero. ldr even.
+__device__ __forceinline__ void gated_pairs_job(int job, float* R1, const float* X1, float* R2,
+                                                const float* X2, int ldr, const float* G,
+                                                const float* S, int lde, int ms,
+                                                bool accumulate) {
+  const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
+  constexpr int kRowTiles = kChunk / kSub;
+  // Warp w takes row tile w % 4: with eight warps each has one diagonal tile.
+  const int a = job % kRowTiles, j8 = job / kRowTiles, b = j8 * 8 / kSub;
+  const int t0 = a * kSub + gq, t1 = t0 + 8, i0 = j8 * 8 + 2 * tq;
+  float* p10 = R1 + t0 * ldr + i0;
+  float* p11 = R1 + t1 * ldr + i0;
+  float* p20 = R2 != nullptr ? R2 + t0 * ldr + i0 : nullptr;
+  float* p21 = R2 != nullptr ? R2 + t1 * ldr + i0 : nullptr;
+  if (b > a) {  // above the diagonal
+    if (!accumulate) {
+      *reinterpret_cast<float2*>(p10) = make_float2(0.f, 0.f);
+      *reinterpret_cast<float2*>(p11) = make_float2(0.f, 0.f);
+      if (R2 != nullptr) {
+        *reinterpret_cast<float2*>(p20) = make_float2(0.f, 0.f);
+        *reinterpret_cast<float2*>(p21) = make_float2(0.f, 0.f);
+      }
+    }
+    return;
+  }
+  float c1[4] = {0.f, 0.f, 0.f, 0.f}, c2[4] = {0.f, 0.f, 0.f, 0.f};
+  // The sum over the slots of rows (t0, t1 when both) against columns n, all of
+  // them before the reference row r and the rows after it, on the tensor cores.
+  auto product = [&](int r, bool both) {
+    const int n = j8 * 8 + gq;
+    for (int k0 = 0; k0 < ms; k0 += 8) {
+      const int ma = k0 + tq, mb = ma + 4;
+      const float ra = G[r * lde + ma], rb = G[r * lde + mb];
+      const float w0a = both ? __expf(G[t0 * lde + ma] - ra) : 0.f;
+      const float w0b = both ? __expf(G[t0 * lde + mb] - rb) : 0.f;
+      const float w1a = __expf(G[t1 * lde + ma] - ra), w1b = __expf(G[t1 * lde + mb] - rb);
+      const uint32_t bf[2] = {to_tf32(S[n * lde + ma] * __expf(ra - G[n * lde + ma])),
+                              to_tf32(S[n * lde + mb] * __expf(rb - G[n * lde + mb]))};
+      {
+        const uint32_t af[4] = {both ? to_tf32(X1[t0 * lde + ma] * w0a) : 0u,
+                                to_tf32(X1[t1 * lde + ma] * w1a),
+                                both ? to_tf32(X1[t0 * lde + mb] * w0b) : 0u,
+                                to_tf32(X1[t1 * lde + mb] * w1b)};
+        mma_1688(c1, af, bf);
+      }
+      if (X2 != nullptr) {
+        const uint32_t af[4] = {both ? to_tf32(X2[t0 * lde + ma] * w0a) : 0u,
+                                to_tf32(X2[t1 * lde + ma] * w1a),
+                                both ? to_tf32(X2[t0 * lde + mb] * w0b) : 0u,
+                                to_tf32(X2[t1 * lde + mb] * w1b)};
+        mma_1688(c2, af, bf);
+      }
+    }
+  };
+  // One row of an 8 x 8 diagonal block pair by pair (e = 0: row t0 into
+  // elements 0, 1; e = 2: row t1 into 2, 3); pairs above the diagonal weigh 0
+  // (their exponent is positive, so it is never taken).
+  auto diagonal = [&](int t, int e) {
+    const bool v0 = i0 <= t, v1 = i0 + 1 <= t;
+    for (int m = 0; m < ms; ++m) {
+      const float gt = G[t * lde + m];
+      const float w0 = v0 ? S[i0 * lde + m] * __expf(gt - G[i0 * lde + m]) : 0.f;
+      const float w1 = v1 ? S[(i0 + 1) * lde + m] * __expf(gt - G[(i0 + 1) * lde + m]) : 0.f;
+      const float x = X1[t * lde + m];
+      c1[e] = fmaf(x, w0, c1[e]);
+      c1[e + 1] = fmaf(x, w1, c1[e + 1]);
+      if (X2 != nullptr) {
+        const float y = X2[t * lde + m];
+        c2[e] = fmaf(y, w0, c2[e]);
+        c2[e + 1] = fmaf(y, w1, c2[e + 1]);
+      }
+    }
+  };
+  if (b < a) {
+    product(a * kSub - 1, true);  // an earlier sub-chunk, referenced at r = 16a - 1
+  } else if (j8 % 2 == 0) {
+    // The diagonal tile's left half: rows t1 are past its first eight rows
+    // (a product referenced at r = 16a + 7), rows t0 its 8 x 8 diagonal block.
+    product(a * kSub + 7, false);
+    diagonal(t0, 0);
+  } else {
+    diagonal(t1, 2);  // the right half: rows t0 are above the diagonal
+  }
+  auto put = [&](float* p, float x, float y) {
+    float2 v = make_float2(x, y);
+    if (accumulate) {
+      const float2 old = *reinterpret_cast<const float2*>(p);
+      v.x += old.x;
+      v.y += old.y;
+    }
+    *reinterpret_cast<float2*>(p) = v;
+  };
+  put(p10, c1[0], c1[1]);
+  put(p11, c1[2], c1[3]);
+  if (R2 != nullptr) {
+    put(p20, c2[0], c2[1]);
+    put(p21, c2[2], c2[3]);
+  }
+}
+
 __device__ __forceinline__ void gated_pairs_regs(float* R1, const float* X1, float* R2,
                                                  const float* X2, int ldr, const float* G,
                                                  const float* S, int lde, int ms,
                                                  bool accumulate) {
-  const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
-  constexpr int kRowTiles = kChunk / kSub, kColTiles = kChunk / 8;
-  // Warp w takes row tile w % 4: with eight warps each has one diagonal tile.
-  for (int job = threadIdx.x >> 5; job < kRowTiles * kColTiles; job += blockDim.x >> 5) {
-    const int a = job % kRowTiles, j8 = job / kRowTiles, b = j8 * 8 / kSub;
-    const int t0 = a * kSub + gq, t1 = t0 + 8, i0 = j8 * 8 + 2 * tq;
-    float* p10 = R1 + t0 * ldr + i0;
-    float* p11 = R1 + t1 * ldr + i0;
-    float* p20 = R2 != nullptr ? R2 + t0 * ldr + i0 : nullptr;
-    float* p21 = R2 != nullptr ? R2 + t1 * ldr + i0 : nullptr;
-    if (b > a) {  // above the diagonal
-      if (!accumulate) {
-        *reinterpret_cast<float2*>(p10) = make_float2(0.f, 0.f);
-        *reinterpret_cast<float2*>(p11) = make_float2(0.f, 0.f);
-        if (R2 != nullptr) {
-          *reinterpret_cast<float2*>(p20) = make_float2(0.f, 0.f);
-          *reinterpret_cast<float2*>(p21) = make_float2(0.f, 0.f);
-        }
-      }
-      continue;
-    }
-    float c1[4] = {0.f, 0.f, 0.f, 0.f}, c2[4] = {0.f, 0.f, 0.f, 0.f};
-    // The sum over the slots of rows (t0, t1 when both) against columns n, all of
-    // them before the reference row r and the rows after it, on the tensor cores.
-    auto product = [&](int r, bool both) {
-      const int n = j8 * 8 + gq;
-      for (int k0 = 0; k0 < ms; k0 += 8) {
-        const int ma = k0 + tq, mb = ma + 4;
-        const float ra = G[r * lde + ma], rb = G[r * lde + mb];
-        const float w0a = both ? __expf(G[t0 * lde + ma] - ra) : 0.f;
-        const float w0b = both ? __expf(G[t0 * lde + mb] - rb) : 0.f;
-        const float w1a = __expf(G[t1 * lde + ma] - ra), w1b = __expf(G[t1 * lde + mb] - rb);
-        const uint32_t bf[2] = {to_tf32(S[n * lde + ma] * __expf(ra - G[n * lde + ma])),
-                                to_tf32(S[n * lde + mb] * __expf(rb - G[n * lde + mb]))};
-        {
-          const uint32_t af[4] = {both ? to_tf32(X1[t0 * lde + ma] * w0a) : 0u,
-                                  to_tf32(X1[t1 * lde + ma] * w1a),
-                                  both ? to_tf32(X1[t0 * lde + mb] * w0b) : 0u,
-                                  to_tf32(X1[t1 * lde + mb] * w1b)};
-          mma_1688(c1, af, bf);
-        }
-        if (X2 != nullptr) {
-          const uint32_t af[4] = {both ? to_tf32(X2[t0 * lde + ma] * w0a) : 0u,
-                                  to_tf32(X2[t1 * lde + ma] * w1a),
-                                  both ? to_tf32(X2[t0 * lde + mb] * w0b) : 0u,
-                                  to_tf32(X2[t1 * lde + mb] * w1b)};
-          mma_1688(c2, af, bf);
-        }
-      }
-    };
-    // One row of an 8 x 8 diagonal block pair by pair (e = 0: row t0 into
-    // elements 0, 1; e = 2: row t1 into 2, 3); pairs above the diagonal weigh 0
-    // (their exponent is positive, so it is never taken).
-    auto diagonal = [&](int t, int e) {
-      const bool v0 = i0 <= t, v1 = i0 + 1 <= t;
-      for (int m = 0; m < ms; ++m) {
-        const float gt = G[t * lde + m];
-        const float w0 = v0 ? S[i0 * lde + m] * __expf(gt - G[i0 * lde + m]) : 0.f;
-        const float w1 = v1 ? S[(i0 + 1) * lde + m] * __expf(gt - G[(i0 + 1) * lde + m]) : 0.f;
-        const float x = X1[t * lde + m];
-        c1[e] = fmaf(x, w0, c1[e]);
-        c1[e + 1] = fmaf(x, w1, c1[e + 1]);
-        if (X2 != nullptr) {
-          const float y = X2[t * lde + m];
-          c2[e] = fmaf(y, w0, c2[e]);
-          c2[e + 1] = fmaf(y, w1, c2[e + 1]);
-        }
-      }
-    };
-    if (b < a) {
-      product(a * kSub - 1, true);  // an earlier sub-chunk, referenced at r = 16a - 1
-    } else if (j8 % 2 == 0) {
-      // The diagonal tile's left half: rows t1 are past its first eight rows
-      // (a product referenced at r = 16a + 7), rows t0 its 8 x 8 diagonal block.
-      product(a * kSub + 7, false);
-      diagonal(t0, 0);
-    } else {
-      diagonal(t1, 2);  // the right half: rows t0 are above the diagonal
-    }
-    auto put = [&](float* p, float x, float y) {
-      float2 v = make_float2(x, y);
-      if (accumulate) {
-        const float2 old = *reinterpret_cast<const float2*>(p);
-        v.x += old.x;
-        v.y += old.y;
-      }
-      *reinterpret_cast<float2*>(p) = v;
-    };
-    put(p10, c1[0], c1[1]);
-    put(p11, c1[2], c1[3]);
-    if (R2 != nullptr) {
-      put(p20, c2[0], c2[1]);
-      put(p21, c2[2], c2[3]);
-    }
+  for (int job = threadIdx.x >> 5; job < kPairsJobs; job += blockDim.x >> 5)
+    gated_pairs_job(job, R1, X1, R2, X2, ldr, G, S, lde, ms, accumulate);
+  __syncthreads();
+}
+
+// gated_pairs (R1, X1; accumulate) and gated_rev_sums (out from A, X, B, Y) of
+// the same decay G and slot slice in one phase: both only read what is already
+// in shared memory and write disjoint buffers, so one barrier serves both, and
+// the job order evens the warps' work out: at 16-slot slices (bwd_pairs) warp w
+// of eight gets the rev_sums job of sub-chunk w / 2 (the earlier sub-chunks
+// have the longest sums) and then the pairs jobs of row tile w % 4 (the later
+// tiles have the most off-diagonal products).
+__device__ __forceinline__ void gated_pairs_and_rev_sums(float* R1, const float* X1, int ldr,
+                                                         const float* S, bool accumulate,
+                                                         float* out, int ldo, const float* A,
+                                                         const float* X, const float* B,
+                                                         const float* Y, int lda, const float* G,
+                                                         int lde, int L, int ms) {
+  const int nr = intra_jobs(ms);
+  for (int job = threadIdx.x >> 5; job < nr + kPairsJobs; job += blockDim.x >> 5) {
+    if (job < nr) gated_rev_sums_job(job, out, ldo, A, X, B, Y, lda, G, lde, L, ms);
+    else gated_pairs_job(job - nr, R1, X1, nullptr, nullptr, ldr, G, S, lde, ms, accumulate);
   }
   __syncthreads();
 }
