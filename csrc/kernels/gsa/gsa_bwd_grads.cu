@@ -169,7 +169,7 @@ struct DsStateSmem {
   }
 };
 
-// grid (NC, H, M / 32), one 32-slot slice per block: ds = ds_intra +
+// grid (NC * M / 32, H), one 32-slot slice per block: ds = ds_intra +
 // e^{G_L - G} (.) (k dHk_end + v dHv_end^T) and dg_t = sum_{t' >= t in the
 // chunk} (dgca - s ds_state)_t' plus, at the last token, the decay term
 // sum Hk_end dHk_end + sum Hv_end dHv_end per slot. It leaves W = s e^{G_L - G}
@@ -186,6 +186,12 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const DsStateSmem<T> L_;
   constexpr int MS = kDsSlice;
+  // x = chunk * slices + slice: a chunk's slices run side by side and share its
+  // k and v tiles in L2 (with the slice as grid z they ran NC * H blocks apart
+  // and each read them from DRAM, M / 32 times per chunk).
+  const int ns = M / MS;
+  const int64_t jb = blockIdx.x / ns;
+  const int m0 = static_cast<int>(blockIdx.x - jb * ns) * MS;
   float* Gs = reinterpret_cast<float*>(smem_raw);
   float* Ss = Gs + kChunk * L_.lde;
   float* Dg = Ss + kChunk * L_.lde;
@@ -195,7 +201,7 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
   T* Ys = Xs + kChunk * L_.ldx;
   T* X1 = Ys + kChunk * L_.ldx;
   T* Y1 = X1 + kChunk * L_.ldx;
-  const ChunkPos cp = chunk_pos(cm, blockIdx.x);
+  const ChunkPos cp = chunk_pos(cm, jb);
   const int h = blockIdx.y;
   const int64_t unit = cp.j * H + h, KM = static_cast<int64_t>(K) * M,
                 MV = static_cast<int64_t>(M) * V;
@@ -214,7 +220,6 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
   const T* dhv_end = dhv + unit * MV;
   const int nk = K / kTile, nv = V / kTile;
 
-  const int m0 = static_cast<int>(blockIdx.z) * MS;
   // The slice's g and s (into Xs, free until the products) and dgca in one
   // round trip.
   T* Graw = Xs;
@@ -325,7 +330,8 @@ struct DqkvSmem {
   }
 };
 
-// grid (NC, H, nz): tile z0 + z of [dq columns (K/64) | dk columns | dv columns].
+// grid (NC * nz, H): tile z0 + z, z < nz, of [dq columns (K/64) | dk columns | dv
+// columns].
 // Every operand comes prepared, as T: scale du e^G (left in du by pairs), W (left
 // at w_row by ds_state), scale Bm and A2, so the 3 (K/64) + V/64 blocks of a chunk
 // neither rebuild the chunk's decay nor convert anything.
@@ -339,7 +345,7 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
     const T* __restrict__ dhk, const T* __restrict__ dhv,
     const float* __restrict__ du_eg, const float* __restrict__ dgca, const float* __restrict__ bm,
     const float* __restrict__ a2, const T* __restrict__ a2_kept, T* __restrict__ dq,
-    T* __restrict__ dk, T* __restrict__ dv, int z0) {
+    T* __restrict__ dk, T* __restrict__ dv, int z0, int nz) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const DqkvSmem<T> L_;
   float* Acc = reinterpret_cast<float*>(smem_raw);
@@ -347,8 +353,12 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
   T* Zs = Op + kChunk * L_.ldx;
   T* Xs = Zs + kChunk * L_.ldx;
   T* Rs = Xs + kChunk * L_.ldx;
-  const ChunkPos cp = chunk_pos(cm, blockIdx.x);
-  const int h = blockIdx.y, z = z0 + static_cast<int>(blockIdx.z), nk = K / kTile;
+  // x = chunk * nz + tile: a chunk's tiles run side by side and share its pair
+  // matrix, operand rows and token tiles in L2 (with the tile as grid z they ran
+  // NC * H blocks apart and each read them from DRAM).
+  const int64_t jb = blockIdx.x / nz;
+  const ChunkPos cp = chunk_pos(cm, jb);
+  const int h = blockIdx.y, z = z0 + static_cast<int>(blockIdx.x - jb * nz), nk = K / kTile;
   const int which = z < nk ? 0 : (z < 2 * nk ? 1 : 2);  // dq, dk, dv
   const int ct = which == 2 ? z - 2 * nk : z - which * nk;
   const int MS = slice_of(M);
@@ -421,7 +431,7 @@ void ds_state_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b,
                     cudaStream_t stream) {
   const size_t smem = DsStateSmem<T>().bytes();
   set_smem(bwd_ds_state_kernel<T>, smem, "gsa bwd_ds_state_kernel");
-  bwd_ds_state_kernel<T><<<dim3(pl.NC, pl.H, pl.M / kDsSlice), kThreads, smem, stream>>>(
+  bwd_ds_state_kernel<T><<<dim3(pl.NC * (pl.M / kDsSlice), pl.H), kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<const T*>(P.k),
       static_cast<const T*>(P.v), static_cast<const T*>(P.s), static_cast<const T*>(P.g),
       static_cast<const T*>(pl.hk), static_cast<const T*>(pl.hv), b.fin_k, b.fin_v,
@@ -439,14 +449,14 @@ void dqkv_typed(const Plan& pl, const GsaBwdParams& P, const BwdBufs& b, DqkvPar
   const int nk = static_cast<int>(pl.K / kTile), nz = 2 * nk + static_cast<int>(pl.V / kTile);
   const int z0 = part == DqkvPart::kDkDv ? nk : 0;
   const int z1 = part == DqkvPart::kDq ? nk : nz;
-  dim3 grid(pl.NC, pl.H, z1 - z0);
+  dim3 grid(pl.NC * (z1 - z0), pl.H);
   bwd_dqkv_kernel<T><<<grid, kThreads, smem, stream>>>(
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M,
       static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.d_o),
       static_cast<const T*>(pl.hk), static_cast<const T*>(b.dhk), static_cast<const T*>(b.dhv),
       b.du, b.dgca,
       b.bm, b.a2, static_cast<const T*>(pl.a2), static_cast<T*>(P.dq),
-      static_cast<T*>(P.dk), static_cast<T*>(P.dv), z0);
+      static_cast<T*>(P.dk), static_cast<T*>(P.dv), z0, z1 - z0);
   RAVENSP_LAUNCH_CHECK("gsa bwd_dqkv_kernel");
 }
 
