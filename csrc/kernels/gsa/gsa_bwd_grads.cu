@@ -59,7 +59,10 @@ struct PairsSmem {
     return static_cast<size_t>(kChunk) * (4 * lda + 6 * lde) + 64;
   }
   __host__ __device__ size_t bytes() const {
-    // The scratch of gated_pairs / gated_rev_sums, then the raw g and s tiles.
+    // The scratch of gated_pairs / gated_rev_sums (their fp32 form; the register
+    // form for 16-bit inputs leaves it unused, as it leaves A2 when the forward
+    // kept A2: 26 KB that a three-blocks-per-SM layout would drop), then the raw g
+    // and s tiles.
     return (floats() + intra_scratch_floats(kPairsSlice)) * sizeof(float) +
            2 * static_cast<size_t>(kChunk) * kPairsSlice * sizeof(T);
   }
