@@ -25,8 +25,8 @@ struct GsaBwdOutputs {
   at::Tensor dq, dk, dv, ds, dg, dhk0, dhv0;
 };
 
-// o in the inputs' dtype; states, p and lse in `accum`; `states_bytes` of kept
-// chunk states (0: none).
+// o in the inputs' dtype; the final states, p and lse in `accum`; `states_bytes`
+// sizes the kept chunk states (uint8; 0: none).
 GsaFwdOutputs alloc_fwd_outputs(const GsaArgs& a, const GsaInputs& in, at::ScalarType accum,
                                 bool with_p, int64_t states_bytes = 0);
 GsaBwdOutputs alloc_bwd_outputs(const GsaArgs& a, const GsaInputs& in, at::ScalarType accum);

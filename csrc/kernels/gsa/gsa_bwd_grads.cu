@@ -121,15 +121,10 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_pairs_kernel(
     __syncthreads();
     // Bm (and A2 unless the forward kept it), then the intra ds; with A2 kept
     // and 16-bit inputs both in one phase.
-    bool done = false;
-    if constexpr (kTC) {
-      if (a2_kept) {
-        gated_pairs_and_rev_sums(Bm, Du, L_.lda, Ss, m0 > 0, Ds, L_.lde, A1, Du, VdO, Ps,
-                                 L_.lda, Gs, L_.lde, cp.L, MS);
-        done = true;
-      }
-    }
-    if (!done) {
+    if (kTC && a2_kept) {
+      gated_pairs_and_rev_sums(Bm, Du, L_.lda, Ss, m0 > 0, Ds, L_.lde, A1, Du, VdO, Ps, L_.lda,
+                               Gs, L_.lde, cp.L, MS);
+    } else {
       gated_pairs<kTC>(Bm, Du, a2_kept ? nullptr : A2, a2_kept ? nullptr : Ps, L_.lda, Gs, Ss,
                        L_.lde, cp.L, MS, m0 > 0, scratch);
       gated_rev_sums<kTC>(Ds, L_.lde, A1, Du, VdO, Ps, L_.lda, Gs, L_.lde, cp.L, MS, scratch);

@@ -1,6 +1,7 @@
 // Chunked GSA backward on CUDA: the chunk-start states (the forward's, when it
-// kept them, else recomputed: local states + forward scan, or the walk), per-chunk du and local state gradients, reverse scan of the
-// state gradients, then per chunk the intra-chunk ds and pair matrices, the
+// kept them, else recomputed: local states + forward scan, or the walk),
+// per-chunk du and local state gradients, reverse scan of the state gradients,
+// then per chunk the intra-chunk ds and pair matrices, the
 // state part of ds and dg, and dq/dk/dv. When p is not given
 // (the recurrent op's backward), pass 1 of the forward recomputes it first.
 #include "kernels/gsa/gsa_common.cuh"
@@ -15,13 +16,9 @@ namespace {
 gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::BwdBufs& b,
                          float** p_ws, float** lse_ws) {
   gsa_cuda::Plan pl = gsa_cuda::make_plan(P.shape, P.dtype);
-  gsa_cuda::carve_map(pl, c);
-  if (P.states != nullptr) {
-    // The forward's states, read only from here on.
-    gsa_cuda::Carver kept(const_cast<void*>(P.states));
-    gsa_cuda::carve_saved(pl, kept, &b.fin_k, &b.fin_v);
-  } else {
-    gsa_cuda::carve_states(pl, c);
+  // The forward's states, when kept, are read only from here on.
+  gsa_cuda::carve_plan(pl, c, const_cast<void*>(P.states), &b.fin_k, &b.fin_v);
+  if (P.states == nullptr) {
     b.fin_k = c.take<float>(pl.N * pl.H * pl.K * pl.M);
     b.fin_v = c.take<float>(pl.N * pl.H * pl.M * pl.V);
   }
@@ -59,9 +56,8 @@ void check_bwd(const char* fn, const GsaBwdParams& P) {
 }
 
 // Up to the reverse scan: the forward's chunk states from hk0/hv0 (unless the
-// forward kept them), p (and its
-// log-sum-exp) when the forward did not save it, du and the local state
-// gradients, then the scan from the end-state gradient (end_k, end_v; nullptr
+// forward kept them), p (and its log-sum-exp) when the forward did not save it,
+// du and the local state gradients, then the scan from the end-state gradient (end_k, end_v; nullptr
 // = zero). Returns p.
 const float* bwd_front(const gsa_cuda::Plan& pl, const GsaBwdParams& P,
                        const gsa_cuda::BwdBufs& b, float* p_ws, float* lse_ws,

@@ -306,13 +306,7 @@ namespace {
 gsa_cuda::Plan plan_fwd(const GsaFwdParams& P, gsa_cuda::Carver& c, float** fin_k,
                         float** fin_v) {
   gsa_cuda::Plan pl = gsa_cuda::make_plan(P.shape, P.dtype);
-  gsa_cuda::carve_map(pl, c);
-  if (P.states != nullptr) {
-    gsa_cuda::Carver kept(P.states);
-    gsa_cuda::carve_saved(pl, kept, fin_k, fin_v);
-  } else {
-    gsa_cuda::carve_states(pl, c);
-  }
+  gsa_cuda::carve_plan(pl, c, P.states, fin_k, fin_v);
   return pl;
 }
 

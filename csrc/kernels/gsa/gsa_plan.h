@@ -85,6 +85,10 @@ void carve_states(Plan& plan, Carver& carver);
 // in fp32 (the end state of each sequence's last chunk, which the backward's
 // decay gradient reads), then plan.a2.
 void carve_saved(Plan& plan, Carver& carver, float** fin_k, float** fin_v);
+// The map from the workspace, and the state buffers from `kept` (the forward's
+// saved states; *fin_k / *fin_v then point at its final states) or, when kept is
+// null, from the workspace (*fin_k / *fin_v left as they are).
+void carve_plan(Plan& plan, Carver& workspace, void* kept, float** fin_k, float** fin_v);
 
 // gsa_states.cu
 void launch_chunk_map(const Plan& plan, cudaStream_t stream);

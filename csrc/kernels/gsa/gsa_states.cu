@@ -241,6 +241,16 @@ void carve_saved(Plan& p, Carver& c, float** fin_k, float** fin_v) {
   p.a2 = c.take_raw(p.NC * p.H * kChunk * kChunk, state_bytes(p.dtype));
 }
 
+void carve_plan(Plan& p, Carver& ws, void* kept, float** fin_k, float** fin_v) {
+  carve_map(p, ws);
+  if (kept == nullptr) {
+    carve_states(p, ws);
+    return;
+  }
+  Carver c(kept);
+  carve_saved(p, c, fin_k, fin_v);
+}
+
 void launch_chunk_map(const Plan& p, cudaStream_t stream) {
   chunk_map_kernel<<<1, 1024, 0, stream>>>(p.cu, p.N, p.seqlen, p.seq_chunk_off, p.chunk_seq);
   RAVENSP_LAUNCH_CHECK("gsa chunk_map_kernel");
