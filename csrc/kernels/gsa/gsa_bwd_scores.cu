@@ -10,6 +10,7 @@
 #include "kernels/gsa/gsa_gemm.cuh"
 #include "kernels/gsa/gsa_intra.cuh"
 #include "kernels/gsa/gsa_launch.cuh"
+#include "kernels/gsa/gsa_mma_sync.cuh"
 #include "kernels/gsa/gsa_pipeline.cuh"
 #include "kernels/gsa/gsa_plan.h"
 
@@ -242,11 +243,17 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       if (kt + 1 < nk)
         async_tile(buf(kt + 1), L_.ldx, q + tokK + (kt + 1) * kTile, rowK, kChunk, cp.L,
                    kTile);
-      // Through Us (fp32, free once du is formed) to the input dtype.
-      block_mma<true, false>(Us, L_.lds, buf(kt), L_.ldx, Op, L_.ldx, kTile, MS, kChunk, false);
-      __syncthreads();
-      store_tile(dhk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0, M, Us, L_.lds,
-                 kTile, MS);
+      T* out = dhk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0;
+      if constexpr (kTC) {
+        // Register tiles straight to global memory (mma.sync): no staging, no barrier.
+        tokens_product_to_global(out, M, buf(kt), L_.ldx, Op, L_.ldx, kTile, MS);
+      } else {
+        // Through Us (fp32, free once du is formed).
+        block_mma<true, false>(Us, L_.lds, buf(kt), L_.ldx, Op, L_.ldx, kTile, MS, kChunk,
+                               false);
+        __syncthreads();
+        store_tile(out, M, Us, L_.lds, kTile, MS);
+      }
     }
     __syncthreads();
     async_tile(buf(0), L_.ldx, dout + tokV, rowV, kChunk, cp.L, kTile);
@@ -255,10 +262,14 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       if (vt + 1 < nv)
         async_tile(buf(vt + 1), L_.ldx, dout + tokV + (vt + 1) * kTile, rowV, kChunk,
                    cp.L, kTile);
-      block_mma<true, false>(Us, ldo, Pe, L_.ldx, buf(vt), L_.ldx, MS, kTile, kChunk, false);
-      __syncthreads();
-      store_tile(dhv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile, V, Us, ldo, MS,
-                 kTile);
+      T* out = dhv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile;
+      if constexpr (kTC) {
+        tokens_product_to_global(out, V, Pe, L_.ldx, buf(vt), L_.ldx, MS, kTile);
+      } else {
+        block_mma<true, false>(Us, ldo, Pe, L_.ldx, buf(vt), L_.ldx, MS, kTile, kChunk, false);
+        __syncthreads();
+        store_tile(out, V, Us, ldo, MS, kTile);
+      }
     }
     __syncthreads();
   }

@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels/gsa/gsa_common.cuh"
+
 namespace ravensp::kernels::gsa_cuda {
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
@@ -99,6 +101,29 @@ __device__ __forceinline__ void warp_mma_tokens(float (&acc)[NT][4], const T* SA
       uint32_t b[2];
       ldmatrix_x2_trans(b, SB + (t0 + i + 8 * (mat & 1)) * ldb + n0);
       mma_16816<T>(acc[0], a, b);
+    }
+  }
+}
+
+// out[r][c] = sum_t SA[t][r] SB[t][c] over a chunk's 64 tokens, for a rows x cols
+// output (multiples of 16): each warp keeps 16 x 16 tiles in registers and writes
+// them straight to global memory in T, two elements per store (row r at out +
+// r * ld, ld even). No shared staging and no barrier: a block needs one only
+// before it overwrites SA or SB. SA and SB as warp_mma_tokens takes them.
+template <typename T>
+__device__ __forceinline__ void tokens_product_to_global(T* out, int64_t ld, const T* SA, int lda,
+                                                         const T* SB, int ldb, int rows,
+                                                         int cols) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, tc = cols / 16;
+  for (int tile = threadIdx.x >> 5; tile < (rows / 16) * tc; tile += blockDim.x >> 5) {
+    const int r0 = (tile / tc) * 16, n0 = (tile - (tile / tc) * tc) * 16;
+    float acc[2][4] = {};
+    warp_mma_tokens<T, 2>(acc, SA, lda, SB, ldb, r0, n0);
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+      const int c = n0 + nt * 8 + 2 * tq;
+      store2(out + (r0 + g) * ld + c, acc[nt][0], acc[nt][1]);
+      store2(out + (r0 + g + 8) * ld + c, acc[nt][2], acc[nt][3]);
     }
   }
 }
