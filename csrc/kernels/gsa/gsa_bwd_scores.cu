@@ -3,9 +3,9 @@
 // gradient, and writes the chunk's local state gradients scale * q^T (exp(G) du)
 // and (p exp(G))^T dO for the reverse scan. It also leaves q k^T and dO v^T
 // (fp32) for bwd_pairs, which needs both. The pass-1 scores u come from the
-// forward's row log-sum-exp, u = log p + lse; without it they are recomputed
-// (q Hk and a gated intra term per slot slice: a fifth of the kernel's time at
-// M = 64, a quarter at M = 256).
+// forward's row log-sum-exp, u = log p + lse (recomputing them, q Hk and a
+// gated intra term per slot slice, was a fifth of the kernel's time at M = 64
+// and a quarter at M = 256; a caller without lse gets pass 1 run again).
 #include "kernels/gsa/gsa_common.cuh"
 #include "kernels/gsa/gsa_gemm.cuh"
 #include "kernels/gsa/gsa_intra.cuh"
@@ -17,39 +17,44 @@
 namespace ravensp::kernels::gsa_cuda {
 namespace {
 
-// Shared memory of bwd_scores: fp32 DP, A, Us, the loop region, R; then Op and
-// the tile pair Xs, Ys. DP (parked in du when M is sliced) and Us hold the
-// slice's g and s as they arrive while DP is formed (Us is only computed after);
-// the loop region is the pipelines' second buffer set (two token tiles and a
-// state tile), then the slice's decay and s (fp32). Us stages each local state
-// gradient tile on its way out, and a k tile of the q k^T pipeline (with Op).
-// Two blocks per SM at any M (111 KB at bf16): the
-// fp32 score buffers are one slot slice wide, the first set's state tile sits
-// in Op (free until du exists), and Xs, Ys double as the scratch of
-// gated_scores.
+// Shared memory of bwd_scores. A header (R = <p, dp> and the rows' lse per
+// token, then the decay's segment sums) and two layouts over the rest:
+//  - DP phase and q k^T: fp32 DP (one slot slice), A = dO v^T then q k^T, Us
+//    (the slice's raw g and s as they arrive, then a k tile of the q k^T
+//    pipeline), the loop region (the pipelines' second buffer set, then the
+//    slice's decay and s in fp32), Op (a state tile, then a q tile), Xs and Ys;
+//  - local gradients: Ow = scale e^G du and Pw = p e^G over all M slots in T
+//    (the operands of dHk and dHv), two token tiles, and for fp32 inputs an
+//    fp32 staging tile. With one slot slice DP is still live there, so Ow, Pw,
+//    the tiles and the staging sit in Op, A, Xs / Ys and Us; with several they
+//    start after the header.
+// Two blocks per SM at any M (112 KB at bf16, M = 256).
 template <typename T>
 struct ScoresSmem {
-  int MS, ldd, lda, lds, lde, ldx;
-  size_t off_a, off_us, off_loop, off_r, off_op, total;
+  int MS, ldd, lda, lde, ldx, ldw;
+  size_t off_dp, off_a, off_us, off_loop, off_op, total;
+  size_t off_w, off_tiles, off_stage;  // the local-gradient layout with several slices
   __host__ __device__ static constexpr size_t up(size_t x) { return (x + 127) / 128 * 128; }
+  static constexpr int kStageLd = ld_of<float>(kTile);
   __host__ __device__ explicit ScoresSmem(int M)
       : MS(slice_of(M)), ldd(ld_of<float>(slice_of(M))), lda(ld_of<float>(kChunk)),
-        lds(ld_of<float>(slice_of(M))), lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)) {
-    // DP also holds the g and s tiles of a slice in the sliced local-gradient phase.
-    off_a = up(max_of(static_cast<size_t>(kChunk) * ldd * sizeof(float),
-                      2 * static_cast<size_t>(kChunk) * MS * sizeof(T)));
+        lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)), ldw(ld_of<T>(M)) {
+    const size_t tile = static_cast<size_t>(kChunk) * ldx * sizeof(T);
+    off_dp = up((2 * kChunk + kThreads) * sizeof(float));  // R, Lse, segment sums
+    off_a = up(off_dp + static_cast<size_t>(kChunk) * ldd * sizeof(float));
     off_us = up(off_a + static_cast<size_t>(kChunk) * lda * sizeof(float));
-    // Us also holds a k tile in the q k^T pipeline (more than its scores at fp32, M = 32).
-    off_loop = up(off_us + max_of(max_of(static_cast<size_t>(kChunk) * lds * sizeof(float),
-                                         2 * static_cast<size_t>(kChunk) * MS * sizeof(T)),
-                                  max_of(static_cast<size_t>(MS) * ld_of<float>(kTile) *
-                                             sizeof(float),
-                                         static_cast<size_t>(kChunk) * ldx * sizeof(T))));
-    off_r = up(off_loop + max_of(2 * static_cast<size_t>(kChunk) * lde * sizeof(float),
-                                 3 * static_cast<size_t>(kChunk) * ldx * sizeof(T)));
-    off_op = up(off_r + 2 * kChunk * sizeof(float));  // R and the rows' lse
-    total = off_op + kChunk * ldx * sizeof(T) +
-            max_of(2 * kChunk * ldx * sizeof(T), gated_scores_scratch_floats(MS) * sizeof(float));
+    // Us: g and s of a slice, a k tile, the fp32 staging tile (one slice).
+    off_loop = up(off_us + max_of(max_of(2 * static_cast<size_t>(kChunk) * MS * sizeof(T), tile),
+                                  sizeof(T) == 4 ? kChunk * kStageLd * sizeof(float) : 0));
+    off_op = up(off_loop + max_of(2 * static_cast<size_t>(kChunk) * lde * sizeof(float),
+                                  3 * tile));
+    total = off_op + tile +
+            max_of(2 * tile, gated_scores_scratch_floats(MS) * sizeof(float));
+    const size_t w = static_cast<size_t>(kChunk) * ldw * sizeof(T);
+    off_w = off_dp;
+    off_tiles = up(off_w + 2 * w);
+    off_stage = off_tiles + 2 * tile;
+    if (M > MS) total = max_of(total, off_stage + (sizeof(T) == 4 ? kChunk * kStageLd * 4 : 0));
   }
   __host__ __device__ size_t bytes() const { return total; }
 };
@@ -59,21 +64,21 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     ChunkMap cm, int H, int K, int V, int M, float scale, const T* __restrict__ q,
     const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ s,
     const T* __restrict__ g, const T* __restrict__ dout, const float* __restrict__ p,
-    const float* __restrict__ lse, const T* __restrict__ hk, const T* __restrict__ hv, float* __restrict__ du,
+    const float* __restrict__ lse, const T* __restrict__ hv, float* __restrict__ du,
     float* __restrict__ dgca, T* __restrict__ dhk, T* __restrict__ dhv,
     float* __restrict__ qk_out, float* __restrict__ dov_out) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const ScoresSmem<T> L_(M);
   const int MS = L_.MS;
-  float* DP = reinterpret_cast<float*>(smem_raw);
+  float* R = reinterpret_cast<float*>(smem_raw);
+  float* Lse = R + kChunk;
+  float* Seg = Lse + kChunk;
+  float* DP = reinterpret_cast<float*>(smem_raw + L_.off_dp);
   float* A = reinterpret_cast<float*>(smem_raw + L_.off_a);
   float* Us = reinterpret_cast<float*>(smem_raw + L_.off_us);
   float* Gs = reinterpret_cast<float*>(smem_raw + L_.off_loop);
   float* Ss = Gs + kChunk * L_.lde;
-  float* R = reinterpret_cast<float*>(smem_raw + L_.off_r);
-  float* Lse = R + kChunk;
-  const bool recompute_u = lse == nullptr;
   T* Op = reinterpret_cast<T*>(smem_raw + L_.off_op);
   T* Xs = Op + kChunk * L_.ldx;
   T* Ys = Xs + kChunk * L_.ldx;
@@ -90,19 +95,20 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   const int64_t tokV = (cp.tok0 * H + h) * V, rowV = static_cast<int64_t>(H) * V;
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
 
-  // The state tiles of the score products sit in Zs = Op (and Z1), which is free
-  // until du is known; the dO and q tiles are loaded once for the two products
-  // that share them.
+  // The state tiles of the score products sit in Zs = Op (and Z1); the dO tiles
+  // are loaded once for the two products that share them.
   T* Zs = Op;
   const int nv = V / kTile, nk = K / kTile;
   // Per slot slice: DP = dO Hv^T (pipelined over V; the first slice also computes
   // A = dO v^T from the same dO tiles), its gated intra term, and the slice's
   // share of R = <p, dp>. With more than one slice, each finished DP slice waits
-  // in du's rows (du overwrites it below), so the fp32 score buffers are one
-  // slice wide whatever M is.
+  // in du's rows (the local-gradient phase reads it there), so the fp32 score
+  // buffers are one slice wide whatever M is.
   const bool sliced = M > MS;
   const int64_t pair = unit * kChunk * kChunk;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  for (int t = threadIdx.x; t < kChunk; t += blockDim.x)
+    Lse[t] = t < cp.L ? lse[(cp.tok0 + t) * H + h] : 0.f;
   for (int m0 = 0; m0 < M; m0 += MS) {
     const bool first = m0 == 0;
     async_tile(Graw, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
@@ -146,25 +152,9 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       }
     __syncthreads();
   }
-  // A1 = q k^T (unscaled: gated_scores applies the scale) and, when u is
-  // recomputed, the first slot slice of q Hk, one pass over K.
-  if (!recompute_u)
-    for (int t = threadIdx.x; t < kChunk; t += blockDim.x)
-      Lse[t] = t < cp.L ? lse[(cp.tok0 + t) * H + h] : 0.f;
-  if (recompute_u) {
-    for (int kt = 0; kt < nk; ++kt) {
-      async_tile(Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-      async_tile(Ys, L_.ldx, k + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-      async_tile(Zs, L_.ldx, hk + unit * KM + static_cast<int64_t>(kt) * kTile * M,
-                 static_cast<int64_t>(M), kTile, kTile, MS);
-      async_wait();
-      block_mma<false, true>(A, L_.lda, Xs, L_.ldx, Ys, L_.ldx, kChunk, kChunk, kTile, kt > 0);
-      block_mma<false, false>(Us, L_.lds, Xs, L_.ldx, Zs, L_.ldx, kChunk, MS, kTile, kt > 0);
-      __syncthreads();
-    }
-  } else {
-    // Pipelined over K: the second buffer set is Op (free until du exists) and
-    // Us (free: u comes from lse), so the loop region keeps the slice's decay.
+  // A1 = q k^T (unscaled: bwd_pairs applies the scale), pipelined over K: the
+  // second buffer set is Op and Us, so the loop region keeps the slice's decay.
+  {
     T* Xq = Op;
     T* Yk = reinterpret_cast<T*>(Us);
     pipelined_steps(
@@ -179,100 +169,93 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
         });
   }
   store_square(qk_out + pair, A, L_.lda);
-  // The local state gradients stream q and dO tiles through Xs / Ys, the next
-  // tile's copy in flight during the current product.
-  auto buf = [&](int i) { return (i & 1) ? Ys : Xs; };
-  const int ldo = ld_of<float>(kTile);  // Us as the staging of a local dHv tile
-  for (int m0 = 0; m0 < M; m0 += MS) {
-    if (sliced) {
-      // This slice's q Hk (slice 0's came with A1), pipelined over K, and its
-      // decay and s (Gs, Ss hold the DP phase's last slice). DP, parked in du,
-      // holds the g and s tiles as they arrive.
-      T* Graw2 = reinterpret_cast<T*>(DP);
-      T* Sraw2 = Graw2 + kChunk * MS;
-      async_tile(Graw2, MS, g + tokM + m0, rowM, kChunk, cp.L, MS);
-      async_tile(Sraw2, MS, s + tokM + m0, rowM, kChunk, cp.L, MS);
-      if (m0 > 0 && recompute_u) {
-        pipelined_steps(
-            nk,
-            [&](int kt, int b) {
-              async_tile(b ? X1 : Xs, L_.ldx, q + tokK + kt * kTile, rowK, kChunk, cp.L, kTile);
-              async_tile(b ? Z1 : Zs, L_.ldx,
-                         hk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0,
-                         static_cast<int64_t>(M), kTile, kTile, MS);
-            },
-            [&](int kt, int b) {
-              block_mma<false, false>(Us, L_.lds, b ? X1 : Xs, L_.ldx, b ? Z1 : Zs, L_.ldx,
-                                      kChunk, MS, kTile, kt > 0);
-            });
-      } else {
-        async_wait();
-      }
-      chunk_decay<T>(Gs, L_.lde, Graw2, MS, cp.L, MS);
-      convert_tile(Ss, L_.lde, Sraw2, MS, kChunk, MS);
-      __syncthreads();
-    }
-    // (With one slice, Gs and Ss still hold it from the DP phase.)
-    if (recompute_u)
-      gated_scores<kTC>(Us, L_.lds, Us, L_.lds, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, scale,
-                        reinterpret_cast<float*>(Xs));
-    // du, p*dp + u*du; Op = scale * exp(G) * du (operand of the local dHk).
-    // Pe = p e^G (operand of the local dHv) goes where nothing is read any more:
-    // A once q k^T is stored (one slice), DP once its g and s are used (sliced).
-    async_tile(buf(0), L_.ldx, q + tokK, rowK, kChunk, cp.L, kTile);
-    T* Pe = reinterpret_cast<T*>(sliced ? DP : A);
-    for (int idx = threadIdx.x; idx < kChunk * MS; idx += blockDim.x) {
-      const int t = idx / MS, m = idx - t * MS;
-      float d = 0.f, pt = 0.f;
-      if (t < cp.L) {
-        const int64_t at = tokM + t * rowM + m0 + m;
-        pt = p[at];
-        const float dp = sliced ? du[at] : DP[t * L_.ldd + m];
-        d = pt * (dp - R[t]);
-        du[at] = d;
-        // u du is 0 where p underflowed to 0 (du = p (dp - R) is 0 there too).
-        const float u = recompute_u ? Us[t * L_.lds + m] : (pt > 0.f ? logf(pt) + Lse[t] : 0.f);
-        dgca[at] = fmaf(pt, dp, u * d);
-      }
-      const float eg = __expf(Gs[t * L_.lde + m]);
-      Op[t * L_.ldx + m] = from_f<T>(scale * eg * d);
-      Pe[t * L_.ldx + m] = from_f<T>(pt * eg);
-    }
-    for (int kt = 0; kt < nk; ++kt) {
-      async_wait();
-      if (kt + 1 < nk)
-        async_tile(buf(kt + 1), L_.ldx, q + tokK + (kt + 1) * kTile, rowK, kChunk, cp.L,
-                   kTile);
-      T* out = dhk + unit * KM + static_cast<int64_t>(kt) * kTile * M + m0;
-      if constexpr (kTC) {
-        // Register tiles straight to global memory (mma.sync): no staging, no barrier.
-        tokens_product_to_global(out, M, buf(kt), L_.ldx, Op, L_.ldx, kTile, MS);
-      } else {
-        // Through Us (fp32, free once du is formed).
-        block_mma<true, false>(Us, L_.lds, buf(kt), L_.ldx, Op, L_.ldx, kTile, MS, kChunk,
-                               false);
-        __syncthreads();
-        store_tile(out, M, Us, L_.lds, kTile, MS);
-      }
-    }
+  __syncthreads();  // A is Pw's area with one slice
+
+  // Local state gradients over all M slots at once: Ow = scale e^G du and
+  // Pw = p e^G for every slot, then dHk = q^T Ow one q tile at a time and
+  // dHv = Pw^T dO one dO tile at a time (each token tile is copied once; per
+  // slot slice they were copied M / 64 times, each copy a wait and a barrier).
+  const int ldw = L_.ldw;
+  T* Ow = sliced ? reinterpret_cast<T*>(smem_raw + L_.off_w) : Op;
+  T* Pw = sliced ? Ow + kChunk * ldw : reinterpret_cast<T*>(A);
+  T* Tk0 = sliced ? reinterpret_cast<T*>(smem_raw + L_.off_tiles) : Xs;
+  T* Tk1 = Tk0 + kChunk * L_.ldx;
+  float* Stage = sliced ? reinterpret_cast<float*>(smem_raw + L_.off_stage) : Us;
+  auto token_tile = [&](int z, T* dst) {  // q tiles, then dO tiles
+    if (z < nk) async_tile(dst, L_.ldx, q + tokK + z * kTile, rowK, kChunk, cp.L, kTile);
+    else async_tile(dst, L_.ldx, dout + tokV + (z - nk) * kTile, rowV, kChunk, cp.L, kTile);
+  };
+  token_tile(0, Tk0);
+  {
+    // du, p dp + u du and the operands, one slot per thread and a segment of the
+    // chunk's tokens, the decay G summed along it (after the segments before it).
+    const int nseg = kThreads / M > 0 ? kThreads / M : 1, seg_len = kChunk / nseg;
+    const int m = threadIdx.x % M, seg = threadIdx.x / M;
+    const bool active = seg < nseg;
+    const int ta = seg * seg_len, tb = min(ta + seg_len, cp.L);
+    float gsum = 0.f;
+    if (active)
+      for (int t = ta; t < tb; ++t) gsum += to_f(g[tokM + t * rowM + m]);
+    if (active) Seg[seg * M + m] = gsum;
     __syncthreads();
-    async_tile(buf(0), L_.ldx, dout + tokV, rowV, kChunk, cp.L, kTile);
-    for (int vt = 0; vt < nv; ++vt) {
-      async_wait();
-      if (vt + 1 < nv)
-        async_tile(buf(vt + 1), L_.ldx, dout + tokV + (vt + 1) * kTile, rowV, kChunk,
-                   cp.L, kTile);
-      T* out = dhv + unit * MV + static_cast<int64_t>(m0) * V + vt * kTile;
-      if constexpr (kTC) {
-        tokens_product_to_global(out, V, Pe, L_.ldx, buf(vt), L_.ldx, MS, kTile);
-      } else {
-        block_mma<true, false>(Us, ldo, Pe, L_.ldx, buf(vt), L_.ldx, MS, kTile, kChunk, false);
-        __syncthreads();
-        store_tile(out, V, Us, ldo, MS, kTile);
+    if (active) {
+      float G = 0.f;
+      for (int j = 0; j < seg; ++j) G += Seg[j * M + m];
+      for (int t = ta; t < ta + seg_len; ++t) {
+        float d = 0.f, pt = 0.f;
+        if (t < cp.L) {
+          const int64_t at = tokM + t * rowM + m;
+          G += to_f(g[at]);
+          pt = p[at];
+          const float dp = sliced ? du[at] : DP[t * L_.ldd + m];
+          d = pt * (dp - R[t]);
+          du[at] = d;
+          // u du is 0 where p underflowed to 0 (du = p (dp - R) is 0 there too).
+          const float u = pt > 0.f ? logf(pt) + Lse[t] : 0.f;
+          dgca[at] = fmaf(pt, dp, u * d);
+        }
+        const float eg = __expf(G);
+        Ow[t * ldw + m] = from_f<T>(scale * eg * d);
+        Pw[t * ldw + m] = from_f<T>(pt * eg);
       }
     }
-    __syncthreads();
   }
+  // (Tile 0 is already on its way; the pipeline's first wait covers it.)
+  pipelined_steps(
+      nk + nv,
+      [&](int z, int b) {
+        if (z > 0) token_tile(z, b ? Tk1 : Tk0);
+      },
+      [&](int z, int b) {
+        const T* X = b ? Tk1 : Tk0;
+        if constexpr (kTC) {
+          // Register tiles straight to global memory (mma.sync): no staging, no barrier.
+          if (z < nk)
+            tokens_product_to_global(dhk + unit * KM + static_cast<int64_t>(z) * kTile * M, M, X,
+                                     L_.ldx, Ow, ldw, kTile, M);
+          else
+            tokens_product_to_global(dhv + unit * MV + (z - nk) * kTile, V, Pw, ldw, X, L_.ldx,
+                                     M, kTile);
+        } else {
+          // Through the fp32 staging tile, 64 slots at a time.
+          for (int c0 = 0; c0 < M; c0 += MS) {
+            if (z < nk) {
+              block_mma<true, false>(Stage, L_.kStageLd, X, L_.ldx, Ow + c0, ldw, kTile, MS,
+                                     kChunk, false);
+              __syncthreads();
+              store_tile(dhk + unit * KM + static_cast<int64_t>(z) * kTile * M + c0, M, Stage,
+                         L_.kStageLd, kTile, MS);
+            } else {
+              block_mma<true, false>(Stage, L_.kStageLd, Pw + c0, ldw, X, L_.ldx, MS, kTile,
+                                     kChunk, false);
+              __syncthreads();
+              store_tile(dhv + unit * MV + static_cast<int64_t>(c0) * V + (z - nk) * kTile, V,
+                         Stage, L_.kStageLd, MS, kTile);
+            }
+            __syncthreads();
+          }
+        }
+      });
 }
 
 template <typename T>
@@ -284,7 +267,7 @@ void scores_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const f
       chunk_map(pl), pl.H, pl.K, pl.V, pl.M, static_cast<float>(P.scale),
       static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.v),
       static_cast<const T*>(P.s), static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), p,
-      lse, static_cast<const T*>(pl.hk), static_cast<const T*>(pl.hv), b.du, b.dgca,
+      lse, static_cast<const T*>(pl.hv), b.du, b.dgca,
       static_cast<T*>(b.dhk), static_cast<T*>(b.dhv), b.bm, b.a2);
   RAVENSP_LAUNCH_CHECK("gsa bwd_scores_kernel");
 }

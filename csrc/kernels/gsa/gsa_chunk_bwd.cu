@@ -12,7 +12,7 @@ namespace ravensp::kernels {
 namespace {
 
 // p_ws / lse_ws: where pass 1 recomputes p and its row log-sum-exp when the
-// forward saved no p (the recurrent op's backward); nullptr otherwise.
+// forward saved no p (the recurrent op's backward) or no lse; nullptr otherwise.
 gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::BwdBufs& b,
                          float** p_ws, float** lse_ws) {
   gsa_cuda::Plan pl = gsa_cuda::make_plan(P.shape, P.dtype);
@@ -29,8 +29,10 @@ gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::B
   const int64_t pairs = pl.NC * pl.H * gsa_cuda::kChunk * gsa_cuda::kChunk;
   b.bm = c.take<float>(pairs);
   b.a2 = c.take<float>(pairs);
-  *p_ws = P.p == nullptr ? c.take<float>(pl.tokens * pl.H * pl.M) : nullptr;
-  *lse_ws = P.p == nullptr ? c.take<float>(pl.tokens * pl.H) : nullptr;
+  // bwd_scores rebuilds the scores from p and lse: without both, pass 1 makes them.
+  const bool recompute = P.p == nullptr || P.lse == nullptr;
+  *p_ws = recompute ? c.take<float>(pl.tokens * pl.H * pl.M) : nullptr;
+  *lse_ws = recompute ? c.take<float>(pl.tokens * pl.H) : nullptr;
   return pl;
 }
 
@@ -70,7 +72,7 @@ const float* bwd_front(const gsa_cuda::Plan& pl, const GsaBwdParams& P,
                                   b.dgca /* written by bwd_scores later */, stream);
   const float* p = static_cast<const float*>(P.p);
   const float* lse = static_cast<const float*>(P.lse);
-  if (p == nullptr) {
+  if (p == nullptr || lse == nullptr) {
     GsaFwdParams F;
     F.shape = P.shape;
     F.dtype = P.dtype;

@@ -138,7 +138,8 @@ void launch_shift_states(const Plan& plan, const float* gcum, const float* vk, c
 
 // gsa_bwd_scores.cu: per chunk du, p*dp + u*du, and the local state gradients
 // (written into b.dhk / b.dhv before the reverse scan). The scores u are
-// log p + lse when lse is given, else recomputed.
+// log p + lse: both are required (the backward's front runs pass 1 for them
+// when the caller has neither).
 void launch_bwd_scores(const Plan& plan, const GsaBwdParams& P, const float* p, const float* lse,
                        const BwdBufs& b, cudaStream_t stream);
 // gsa_bwd_grads.cu. pairs: the intra-chunk ds (into P.ds), dgca -= s * that,
