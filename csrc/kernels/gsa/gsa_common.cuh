@@ -222,8 +222,7 @@ __device__ __forceinline__ void async_rows(T* dst, int ld, const T* src, int64_t
   static_assert(kBytes == 16 || kBytes == 4, "cp.async pieces of 16 or 4 bytes");
   constexpr int kVec = kBytes / sizeof(T);
   const int vpr = cols / kVec;
-  for (int idx = threadIdx.x; idx < rows * vpr; idx += blockDim.x) {
-    const int r = idx / vpr, c = (idx - r * vpr) * kVec;
+  auto piece = [&](int r, int c) {
     const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst + r * ld + c));
     const T* s = r < valid ? src + r * stride + c : src;
     const int n = r < valid ? kBytes : 0;
@@ -233,6 +232,17 @@ __device__ __forceinline__ void async_rows(T* dst, int ld, const T* src, int64_t
     else
       asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(s), "r"(n)
                    : "memory");
+  };
+  if (blockDim.x % vpr == 0) {
+    // Every tile here: a thread keeps one piece column and walks the rows, one
+    // division per call instead of one per piece.
+    const int c = (threadIdx.x % vpr) * kVec, step = blockDim.x / vpr;
+    for (int r = threadIdx.x / vpr; r < rows; r += step) piece(r, c);
+  } else {
+    for (int idx = threadIdx.x; idx < rows * vpr; idx += blockDim.x) {
+      const int r = idx / vpr;
+      piece(r, (idx - r * vpr) * kVec);
+    }
   }
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
@@ -306,10 +316,14 @@ __device__ __forceinline__ void async_wait_older() {
 }
 
 // Per-column decay of one chunk for slots [m0, m0 + ms): G[t][m] = sum_{j<=t} g_j
-// (rows >= L contribute 0), fp32, leading dim ld.
+// (rows >= L contribute 0), fp32, leading dim ld (odd: the scan reads columns).
+// The scan is one warp per column, two rows per lane and a shuffle scan: with
+// one thread per column walking 64 dependent loads and stores (~1.5 us), the
+// other warps waited at the barrier, once per slot slice of every chunk kernel.
 template <typename T>
 __device__ __forceinline__ void chunk_decay(float* G, int ld, const T* g, int64_t stride, int L,
                                             int ms) {
+  static_assert(kChunk == 64, "two rows per lane");
 #pragma unroll 4
   for (int idx = threadIdx.x; idx < kChunk * ms; idx += blockDim.x) {
     const int t = idx / ms, m = idx - t * ms;
@@ -317,13 +331,19 @@ __device__ __forceinline__ void chunk_decay(float* G, int ld, const T* g, int64_
     G[t * ld + m] = x;
   }
   __syncthreads();
-  for (int m = threadIdx.x; m < ms; m += blockDim.x) {
-    float acc = 0.f;
-#pragma unroll 8
-    for (int t = 0; t < kChunk; ++t) {
-      acc += G[t * ld + m];
-      G[t * ld + m] = acc;
+  const int lane = threadIdx.x & 31;
+  for (int m = threadIdx.x >> 5; m < ms; m += blockDim.x >> 5) {
+    float lo = G[lane * ld + m], hi = G[(lane + 32) * ld + m];
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const float a = __shfl_up_sync(0xffffffffu, lo, o), b = __shfl_up_sync(0xffffffffu, hi, o);
+      if (lane >= o) {
+        lo += a;
+        hi += b;
+      }
     }
+    G[lane * ld + m] = lo;
+    G[(lane + 32) * ld + m] = hi + __shfl_sync(0xffffffffu, lo, 31);
   }
   __syncthreads();
 }
