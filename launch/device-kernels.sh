@@ -171,6 +171,13 @@ for total, label, hdr, col, body in sorted(tables, key=lambda t: -t[0]):
     src = [r for r in body if r[1].strip()]  # CUDA source lines (SASS rows have no source)
     for r in sorted(src, key=lambda r: -num(r[col]))[:12]:
         print(f"{100 * num(r[col]) / grand:5.1f}% L{r[0]}: {r[1].strip()[:110]}")
+    # Where the instructions go (issue-bound kernels): warp instructions per line.
+    ic = next((i for i, h in enumerate(hdr) if h == "Instructions Executed"), None)
+    if ic is not None:
+        tot = sum(num(r[ic]) or 0 for r in src) or 1.0
+        print(f"  --- {tot:.3g} warp instructions; most by line:")
+        for r in sorted(src, key=lambda r: -(num(r[ic]) or 0))[:10]:
+            print(f"  {100 * (num(r[ic]) or 0) / tot:5.1f}% L{r[0]}: {r[1].strip()[:100]}")
 PY
   head -60 "$OUT/ncu_source_top.txt"
 fi
