@@ -248,10 +248,7 @@ __global__ void __launch_bounds__(kThreads, 2) pass2_kernel(
         block_mma<false, false>(Ot, L_.lda, A2t, L_.ldx, (vt & 1) ? Yv1 : Yv0, L_.ldx, kChunk,
                                 kTile, kChunk, true);
         __syncthreads();
-        for (int idx = threadIdx.x; idx < cp.L * kTile; idx += blockDim.x) {
-          const int t = idx / kTile, c = idx - t * kTile;
-          o[tokV + t * rowV + vt * kTile + c] = from_f<T>(Ot[t * L_.lda + c]);
-        }
+        store_tile(o + tokV + vt * kTile, rowV, Ot, L_.lda, cp.L, kTile);  // four at a time
       });
 }
 

@@ -233,11 +233,29 @@ __device__ __forceinline__ void async_rows(T* dst, int ld, const T* src, int64_t
       asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(s), "r"(n)
                    : "memory");
   };
-  if (blockDim.x % vpr == 0) {
-    // Every tile here: a thread keeps one piece column and walks the rows, one
-    // division per call instead of one per piece.
+  if (blockDim.x % vpr == 0 && rows * stride < (int64_t{1} << 31)) {
+    // Every tile here: a thread keeps one piece column and walks the rows by a
+    // 32-bit source offset and a shared address (Nsight Compute: a division and
+    // 64-bit address arithmetic per piece were most of the copy instructions).
     const int c = (threadIdx.x % vpr) * kVec, step = blockDim.x / vpr;
-    for (int r = threadIdx.x / vpr; r < rows; r += step) piece(r, c);
+    int r = threadIdx.x / vpr;
+    int off = static_cast<int>(r * stride) + c;
+    unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst + r * ld + c));
+    const int s_step = static_cast<int>(step * stride);
+    const unsigned d_step = static_cast<unsigned>(step * ld * sizeof(T));
+#pragma unroll 1
+    for (; r < rows; r += step, off += s_step, d += d_step) {
+      const T* from = src + (r < valid ? off : 0);
+      const int n = r < valid ? kBytes : 0;
+      if constexpr (kBytes == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(from),
+                     "r"(n)
+                     : "memory");
+      else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(from),
+                     "r"(n)
+                     : "memory");
+    }
   } else {
     for (int idx = threadIdx.x; idx < rows * vpr; idx += blockDim.x) {
       const int r = idx / vpr;
