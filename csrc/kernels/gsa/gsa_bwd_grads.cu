@@ -47,14 +47,17 @@ __device__ __forceinline__ auto w_row(F* du, F* dgca, int64_t row_start, int M) 
 }
 
 // Slot slice of pairs: at 16 its four fp32 pair matrices, six slot-slice
-// buffers, the slice's g and s as copied and the scratch take 109 KB, so two
-// blocks share an SM (136 KB at 32).
+// buffers, the slice's g and s as copied and the scratch take 111 KB, so two
+// blocks share an SM (140 KB at 32). The slot-slice buffers' rows are 20 floats:
+// p, du and dgca arrive by 16-byte cp.async (the 4-byte pieces into odd rows
+// were a fifth of the kernel's instructions), and the intra helpers' fragment
+// reads (8 rows x 4 slots per warp) stay free of bank conflicts.
 constexpr int kPairsSlice = 16;
 
 template <typename T>
 struct PairsSmem {
   int lda, lde;
-  __host__ __device__ PairsSmem() : lda(ld_of<float>(kChunk)), lde(ld_ew(kPairsSlice)) {}
+  __host__ __device__ PairsSmem() : lda(ld_of<float>(kChunk)), lde(ld_of<float>(kPairsSlice)) {}
   __host__ __device__ size_t floats() const {
     return static_cast<size_t>(kChunk) * (4 * lda + 6 * lde) + 64;
   }
@@ -155,7 +158,7 @@ template <typename T>
 struct DsStateSmem {
   int lde, ldc, ldx;
   __host__ __device__ DsStateSmem()
-      : lde(ld_ew(kDsSlice)), ldc(ld_of<float>(kDsSlice)), ldx(ld_of<T>(kTile)) {}
+      : lde(ld_of<float>(kDsSlice)), ldc(ld_of<float>(kDsSlice)), ldx(ld_of<T>(kTile)) {}
   __host__ __device__ size_t floats() const {
     // red: the K sum's per-part partials (kThreads) and the V sums (kDsSlice).
     return static_cast<size_t>(kChunk) * (3 * lde + ldc) + kThreads + 2 * kDsSlice;
@@ -172,7 +175,7 @@ struct DsStateSmem {
 // chunk} (dgca - s ds_state)_t' plus, at the last token, the decay term
 // sum Hk_end dHk_end + sum Hv_end dHv_end per slot. It leaves W = s e^{G_L - G}
 // at w_row, the operand of the state parts of dk and dv.
-// Three blocks per SM: 72 KB of shared memory (four at 54 KB without the
+// Three blocks per SM: 73 KB of shared memory (four at 54 KB without the
 // pipeline's second buffer set).
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(

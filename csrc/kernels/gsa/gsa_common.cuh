@@ -287,13 +287,17 @@ __device__ __forceinline__ void async_tile(T* dst, int ld, const T* src, int64_t
 }
 
 // Starts the copy of a rows x cols fp32 tile into a shared buffer of any
-// leading dimension (the odd, conflict-free ones of ld_ew included), 4 bytes
-// per cp.async, zero-filling rows >= valid. For the slot-slice tiles (p, du, dgca)
-// that a block needs together: issued at once they cost one memory round trip,
-// loaded one after another they cost one each.
+// leading dimension, zero-filling rows >= valid: 16 bytes per cp.async when
+// both sides allow it (rows of a multiple of 4 floats, as ld_of gives), else
+// 4 bytes (the odd, conflict-free rows of ld_ew). For the slot-slice tiles (p,
+// du, dgca) that a block needs together: issued at once they cost one memory
+// round trip, loaded one after another they cost one each.
 __device__ __forceinline__ void async_floats(float* dst, int ld, const float* src, int64_t stride,
                                              int rows, int valid, int cols) {
-  async_rows<4>(dst, ld, src, stride, rows, valid, cols);
+  const bool vec = (ld | cols | stride) % 4 == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0 &&
+                   (reinterpret_cast<uintptr_t>(dst) & 15) == 0;
+  if (vec) async_rows<16>(dst, ld, src, stride, rows, valid, cols);
+  else async_rows<4>(dst, ld, src, stride, rows, valid, cols);
 }
 
 // Writes a kChunk x kChunk fp32 matrix from shared memory (leading dim ld, a
