@@ -111,7 +111,8 @@ def test_large_shapes_backward(K, V, M, dtype):
 
 
 # The backward rebuilds the pass-1 scores from the forward's row log-sum-exp
-# (u = log p + lse) instead of recomputing them; without lse it recomputes.
+# (u = log p + lse) instead of recomputing them; without lse it runs pass 1
+# again for p and lse and rebuilds u from those.
 # The lse is checked against the fp64 CPU one, and the gradients of both
 # backward routes against the fp64 CPU backward, each to the GPU tolerance of
 # the dtype. (The two routes differ by more than fp32 rounding in 16-bit: the
