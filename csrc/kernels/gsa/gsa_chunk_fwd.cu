@@ -46,7 +46,7 @@ struct Pass1Smem {
 // from it); or with raw the scaled scores before the softmax (the split forward
 // adds the incoming state's term to them later).
 template <typename T>
-__global__ void __launch_bounds__(kThreads) pass1_kernel(
+__global__ void __launch_bounds__(kThreads, 2) pass1_kernel(
     ChunkMap cm, int H, int K, int M, float scale, const T* __restrict__ q,
     const T* __restrict__ k, const T* __restrict__ s, const T* __restrict__ g,
     const T* __restrict__ hk, float* __restrict__ p, float* __restrict__ lse, bool raw) {
