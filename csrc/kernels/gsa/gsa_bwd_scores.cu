@@ -28,7 +28,8 @@ namespace {
 //    fp32 staging tile. With one slot slice DP is still live there, so Ow, Pw,
 //    the tiles and the staging sit in Op, A, Xs / Ys and Us; with several they
 //    start after the header.
-// Two blocks per SM at any M (112 KB at bf16, M = 256).
+// Two blocks per SM at any M (113 KB at bf16). The decay and s rows are an even
+// number of floats (ld_of): the intra helpers read two slots per load.
 template <typename T>
 struct ScoresSmem {
   int MS, ldd, lda, lde, ldx, ldw;
@@ -38,7 +39,7 @@ struct ScoresSmem {
   static constexpr int kStageLd = ld_of<float>(kTile);
   __host__ __device__ explicit ScoresSmem(int M)
       : MS(slice_of(M)), ldd(ld_of<float>(slice_of(M))), lda(ld_of<float>(kChunk)),
-        lde(ld_ew(slice_of(M))), ldx(ld_of<T>(kTile)), ldw(ld_of<T>(M)) {
+        lde(ld_of<float>(slice_of(M))), ldx(ld_of<T>(kTile)), ldw(ld_of<T>(M)) {
     const size_t tile = static_cast<size_t>(kChunk) * ldx * sizeof(T);
     off_dp = up((2 * kChunk + kThreads) * sizeof(float));  // R, Lse, segment sums
     off_a = up(off_dp + static_cast<size_t>(kChunk) * ldd * sizeof(float));

@@ -20,7 +20,9 @@ namespace {
 // is the pipeline's second buffer set (q, k and state tiles) during the K-loop
 // and the decay and s (fp32) after it, the first buffer set (the scratch of
 // gated_scores after the loop), and the slice's g and s tiles as they arrive
-// (copied during the K-loop). 110 KB at M >= 64 with bf16: two blocks per SM.
+// (copied during the K-loop). 111 KB at M >= 64 with bf16: two blocks per SM.
+// The decay and s rows are an even number of floats, for two-slot loads in the
+// intra helpers.
 template <typename T>
 struct Pass1Smem {
   int M, MS, ldu, lda, lde, ldx;
@@ -28,7 +30,7 @@ struct Pass1Smem {
   __host__ __device__ static constexpr size_t up(size_t x) { return (x + 127) / 128 * 128; }
   __host__ __device__ explicit Pass1Smem(int M_)
       : M(M_), MS(slice_of(M_)), ldu(ld_of<float>(slice_of(M_))), lda(ld_of<float>(kChunk)),
-        lde(ld_ew(slice_of(M_))), ldx(ld_of<T>(kTile)) {
+        lde(ld_of<float>(slice_of(M_))), ldx(ld_of<T>(kTile)) {
     off_loop = up(static_cast<size_t>(kChunk) * (ldu + lda) * sizeof(float));
     const size_t loop = max_of(2 * static_cast<size_t>(kChunk) * lde * sizeof(float),
                                3 * static_cast<size_t>(kChunk) * ldx * sizeof(T));

@@ -28,6 +28,12 @@ namespace ravensp::kernels::gsa_cuda {
 
 constexpr int kSub = 16;  // sub-chunk rows
 
+// Slots m and m + 1 (m even) of a row: one 8-byte load when the rows are an even
+// number of floats (ld_of), else two (the odd rows of ld_ew). vec is uniform.
+__device__ __forceinline__ float2 pair_at(const float* p, bool vec) {
+  return vec ? *reinterpret_cast<const float2*>(p) : make_float2(p[0], p[1]);
+}
+
 // Each product is a set of warp jobs (one 16 x 8 output tile each): *_job(job,
 // ...) computes one, and the *_regs form runs all of them over the block's warps
 // and ends with a barrier. A kernel with two independent products can run both
@@ -82,13 +88,16 @@ __device__ __forceinline__ void gated_scores_job(int job, float* out, int ldo, c
     acc[2] = fmaf(half[2], __expf(g10 - G[r * lde + m0]), acc[2]);
     acc[3] = fmaf(half[3], __expf(g11 - G[r * lde + m1]), acc[3]);
   }
+  const bool vec = (lde & 1) == 0;
   for (int j = 0; j <= gq; ++j) {
     const int i = base + j, i1 = i + 8;
     const float w0 = A[t0 * lda + i], w1 = A[t1 * lda + i1];
-    acc[0] = fmaf(w0 * S[i * lde + m0], __expf(g00 - G[i * lde + m0]), acc[0]);
-    acc[1] = fmaf(w0 * S[i * lde + m1], __expf(g01 - G[i * lde + m1]), acc[1]);
-    acc[2] = fmaf(w1 * S[i1 * lde + m0], __expf(g10 - G[i1 * lde + m0]), acc[2]);
-    acc[3] = fmaf(w1 * S[i1 * lde + m1], __expf(g11 - G[i1 * lde + m1]), acc[3]);
+    const float2 s0 = pair_at(S + i * lde + m0, vec), e0 = pair_at(G + i * lde + m0, vec);
+    const float2 s1 = pair_at(S + i1 * lde + m0, vec), e1 = pair_at(G + i1 * lde + m0, vec);
+    acc[0] = fmaf(w0 * s0.x, __expf(g00 - e0.x), acc[0]);
+    acc[1] = fmaf(w0 * s0.y, __expf(g01 - e0.y), acc[1]);
+    acc[2] = fmaf(w1 * s1.x, __expf(g10 - e1.x), acc[2]);
+    acc[3] = fmaf(w1 * s1.y, __expf(g11 - e1.y), acc[3]);
   }
   // X and out may alias: each element is read and written by this thread only.
   if (t0 < L) {
@@ -171,22 +180,26 @@ __device__ __forceinline__ void gated_rev_sums_job(int job, float* out, int ldo,
     acc[0] = fmaf(half[0], __expf(G[r * lde + m0] - g00), acc[0]);
     acc[1] = fmaf(half[1], __expf(G[r * lde + m1] - g01), acc[1]);
   }
+  const bool vec = (lde & 1) == 0;
   for (int j = gq; j < 8; ++j) {
     const int t = base + j, t1 = t + 8;
     const float a0 = A[t * lda + i0], a1 = A[t1 * lda + i1];
-    float u00 = a0 * X[t * lde + m0], u01 = a0 * X[t * lde + m1];
-    float u10 = a1 * X[t1 * lde + m0], u11 = a1 * X[t1 * lde + m1];
+    const float2 x0 = pair_at(X + t * lde + m0, vec), x1 = pair_at(X + t1 * lde + m0, vec);
+    float u00 = a0 * x0.x, u01 = a0 * x0.y;
+    float u10 = a1 * x1.x, u11 = a1 * x1.y;
     if (B != nullptr) {
       const float b0 = B[t * lda + i0], b1 = B[t1 * lda + i1];
-      u00 = fmaf(b0, Y[t * lde + m0], u00);
-      u01 = fmaf(b0, Y[t * lde + m1], u01);
-      u10 = fmaf(b1, Y[t1 * lde + m0], u10);
-      u11 = fmaf(b1, Y[t1 * lde + m1], u11);
+      const float2 y0 = pair_at(Y + t * lde + m0, vec), y1 = pair_at(Y + t1 * lde + m0, vec);
+      u00 = fmaf(b0, y0.x, u00);
+      u01 = fmaf(b0, y0.y, u01);
+      u10 = fmaf(b1, y1.x, u10);
+      u11 = fmaf(b1, y1.y, u11);
     }
-    acc[0] = fmaf(u00, __expf(G[t * lde + m0] - g00), acc[0]);
-    acc[1] = fmaf(u01, __expf(G[t * lde + m1] - g01), acc[1]);
-    acc[2] = fmaf(u10, __expf(G[t1 * lde + m0] - g10), acc[2]);
-    acc[3] = fmaf(u11, __expf(G[t1 * lde + m1] - g11), acc[3]);
+    const float2 e0 = pair_at(G + t * lde + m0, vec), e1 = pair_at(G + t1 * lde + m0, vec);
+    acc[0] = fmaf(u00, __expf(e0.x - g00), acc[0]);
+    acc[1] = fmaf(u01, __expf(e0.y - g01), acc[1]);
+    acc[2] = fmaf(u10, __expf(e1.x - g10), acc[2]);
+    acc[3] = fmaf(u11, __expf(e1.y - g11), acc[3]);
   }
   if (i0 < L) {
     out[i0 * ldo + m0] = acc[0];
