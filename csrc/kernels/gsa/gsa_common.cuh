@@ -206,6 +206,12 @@ __device__ __forceinline__ void load_tile(Tdst* dst, int ld, const Tsrc* src, in
 template <typename Tdst, typename Tsrc>
 __device__ __forceinline__ void convert_tile(Tdst* dst, int ldd, const Tsrc* src, int lds,
                                              int rows, int cols) {
+  if (blockDim.x % cols == 0) {  // a thread keeps one column: one division per call
+    const int c = threadIdx.x % cols, step = blockDim.x / cols;
+    for (int r = threadIdx.x / cols; r < rows; r += step)
+      dst[r * ldd + c] = from_f<Tdst>(to_f<Tsrc>(src[r * lds + c]));
+    return;
+  }
   for (int idx = threadIdx.x; idx < rows * cols; idx += blockDim.x) {
     const int r = idx / cols, c = idx - r * cols;
     dst[r * ldd + c] = from_f<Tdst>(to_f<Tsrc>(src[r * lds + c]));
@@ -346,11 +352,17 @@ template <typename T>
 __device__ __forceinline__ void chunk_decay(float* G, int ld, const T* g, int64_t stride, int L,
                                             int ms) {
   static_assert(kChunk == 64, "two rows per lane");
+  if (blockDim.x % ms == 0) {  // a thread keeps one column: one division per call
+    const int m = threadIdx.x % ms, step = blockDim.x / ms;
 #pragma unroll 4
-  for (int idx = threadIdx.x; idx < kChunk * ms; idx += blockDim.x) {
-    const int t = idx / ms, m = idx - t * ms;
-    const float x = t < L ? to_f<T>(g[t * stride + m]) : 0.f;
-    G[t * ld + m] = x;
+    for (int t = threadIdx.x / ms; t < kChunk; t += step)
+      G[t * ld + m] = t < L ? to_f<T>(g[t * stride + m]) : 0.f;
+  } else {
+#pragma unroll 4
+    for (int idx = threadIdx.x; idx < kChunk * ms; idx += blockDim.x) {
+      const int t = idx / ms, m = idx - t * ms;
+      G[t * ld + m] = t < L ? to_f<T>(g[t * stride + m]) : 0.f;
+    }
   }
   __syncthreads();
   const int lane = threadIdx.x & 31;
