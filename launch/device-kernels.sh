@@ -86,10 +86,13 @@ torch.cuda.synchronize(); grp.destroy(); print('memcheck sp case done')
 echo "memcheck sp rc=$? in $(( $(date +%s) - start )) s: $(grep -E 'ERROR SUMMARY|memcheck sp case' /tmp/memcheck_sp.log | tr '\n' ' ')"
 { echo "=== memcheck, SP split passes"; cat /tmp/memcheck_sp.log; } >> "$OUT/memcheck.log"
 
+# FLA's Triton autotune results, unpacked whatever SHAPES is: a bench run later in
+# the same device command (e.g. with RAVENSP_GSA_STATES forced) without them
+# autotunes every FLA kernel again, which took more than the 10-minute limit.
+export TRITON_CACHE_DIR=/tmp/tc
+mkdir -p $TRITON_CACHE_DIR
+[ -f .fla/fla_autotune_h100.tgz ] && tar -xzf .fla/fla_autotune_h100.tgz -C $TRITON_CACHE_DIR
 if [ "$SHAPES" != "none" ]; then
-  export TRITON_CACHE_DIR=/tmp/tc
-  mkdir -p $TRITON_CACHE_DIR
-  [ -f .fla/fla_autotune_h100.tgz ] && tar -xzf .fla/fla_autotune_h100.tgz -C $TRITON_CACHE_DIR
   start=$(date +%s)
   PYTHONPATH=$PWD/.fla:$PYTHONPATH python3 -m ravensp.bench.kernels --out "$OUT/kernels.json" \
     --shapes "$SHAPES" ${PROFILE:+--profile} > "$OUT/bench.log" 2>&1
