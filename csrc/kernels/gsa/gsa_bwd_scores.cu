@@ -190,6 +190,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
   {
     // du, p dp + u du and the operands, one slot per thread and a segment of the
     // chunk's tokens, the decay G summed along it (after the segments before it).
+    // M divides kThreads for every supported slot count (32 to 256, gsa_cuda_table).
     const int nseg = kThreads / M > 0 ? kThreads / M : 1, seg_len = kChunk / nseg;
     const int m = threadIdx.x % M, seg = threadIdx.x / M;
     const bool active = seg < nseg;
