@@ -14,6 +14,7 @@
 # samples per CUDA source line of those kernels (source_<n>.csv, top lines in the log);
 # RAVENSP_NCU_COUNT=<n> profiles the first n launches that match (default 2);
 # RAVENSP_NCU_M=<slots> runs both ncu cases at that M instead of 64.
+# RAVENSP_BENCH_ROUTES="walk scan" adds one benchmark per chunk-state route (below).
 set -uo pipefail
 OUT=${OUT:-/tmp/ravensp-out}
 mkdir -p "$OUT"
@@ -100,6 +101,19 @@ if [ "$SHAPES" != "none" ]; then
   [ -n "${PROFILE:-}" ] && grep -A19 "^per-kernel" "$OUT/bench.log" | grep -v -- "-----" | sed -E 's/ravensp::kernels::gsa_cuda::\(anonymous namespace\):://' | cut -c1-92,150-185
   tail -22 "$OUT/bench.log"
 fi
+
+# RAVENSP_BENCH_ROUTES="walk scan" benchmarks the shapes again once per route to the
+# chunk-start states (RAVENSP_GSA_STATES forced), into kernels_<route>.json, with the
+# per-kernel times: the route threshold is chosen from these.
+for route in ${RAVENSP_BENCH_ROUTES:-}; do
+  start=$(date +%s)
+  RAVENSP_GSA_STATES=$route PYTHONPATH=$PWD/.fla:$PYTHONPATH python3 -m ravensp.bench.kernels \
+    --out "$OUT/kernels_$route.json" --shapes "$SHAPES" --profile > "$OUT/bench_$route.log" 2>&1
+  echo "bench ($route route) rc=$? in $(( $(date +%s) - start )) s"
+  grep -E "speedup|ravensp " "$OUT/bench_$route.log" | tail -21
+  grep -E "state_walk|walk_prep|local_states|combine" "$OUT/bench_$route.log" |
+    sed -E 's/ravensp::kernels::gsa_cuda::\(anonymous namespace\):://' | cut -c1-40,150-185
+done
 
 if [ -n "${RAVENSP_SP_BENCH:-}" ]; then
   start=$(date +%s)
