@@ -72,7 +72,7 @@ const float* bwd_front(const gsa_cuda::Plan& pl, const GsaBwdParams& P,
                                   b.dgca /* written by bwd_scores later */, stream);
   const float* p = static_cast<const float*>(P.p);
   const float* lse = static_cast<const float*>(P.lse);
-  if (p == nullptr || lse == nullptr) {
+  if (p_ws != nullptr) {  // carve_bwd gave pass 1 room: the caller lacks p or lse
     GsaFwdParams F;
     F.shape = P.shape;
     F.dtype = P.dtype;

@@ -228,15 +228,13 @@ __device__ __forceinline__ void async_rows(T* dst, int ld, const T* src, int64_t
   static_assert(kBytes == 16 || kBytes == 4, "cp.async pieces of 16 or 4 bytes");
   constexpr int kVec = kBytes / sizeof(T);
   const int vpr = cols / kVec;
-  auto piece = [&](int r, int c) {
-    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst + r * ld + c));
-    const T* s = r < valid ? src + r * stride + c : src;
-    const int n = r < valid ? kBytes : 0;
+  // One piece: kBytes from `from` to shared address d, or zeros when n is 0.
+  auto issue = [](unsigned d, const T* from, int n) {
     if constexpr (kBytes == 16)
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(s), "r"(n)
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(from), "r"(n)
                    : "memory");
     else
-      asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(s), "r"(n)
+      asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(from), "r"(n)
                    : "memory");
   };
   if (blockDim.x % vpr == 0 && rows * stride < (int64_t{1} << 31)) {
@@ -250,22 +248,13 @@ __device__ __forceinline__ void async_rows(T* dst, int ld, const T* src, int64_t
     const int s_step = static_cast<int>(step * stride);
     const unsigned d_step = static_cast<unsigned>(step * ld * sizeof(T));
 #pragma unroll 1
-    for (; r < rows; r += step, off += s_step, d += d_step) {
-      const T* from = src + (r < valid ? off : 0);
-      const int n = r < valid ? kBytes : 0;
-      if constexpr (kBytes == 16)
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(from),
-                     "r"(n)
-                     : "memory");
-      else
-        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(from),
-                     "r"(n)
-                     : "memory");
-    }
+    for (; r < rows; r += step, off += s_step, d += d_step)
+      issue(d, src + (r < valid ? off : 0), r < valid ? kBytes : 0);
   } else {
     for (int idx = threadIdx.x; idx < rows * vpr; idx += blockDim.x) {
-      const int r = idx / vpr;
-      piece(r, (idx - r * vpr) * kVec);
+      const int r = idx / vpr, c = (idx - r * vpr) * kVec;
+      issue(static_cast<unsigned>(__cvta_generic_to_shared(dst + r * ld + c)),
+            r < valid ? src + r * stride + c : src, r < valid ? kBytes : 0);
     }
   }
   asm volatile("cp.async.commit_group;\n" ::: "memory");
@@ -344,7 +333,7 @@ __device__ __forceinline__ void async_wait_older() {
 }
 
 // Per-column decay of one chunk for slots [m0, m0 + ms): G[t][m] = sum_{j<=t} g_j
-// (rows >= L contribute 0), fp32, leading dim ld (odd: the scan reads columns).
+// (rows >= L contribute 0), fp32, leading dim ld.
 // The scan is one warp per column, two rows per lane and a shuffle scan: with
 // one thread per column walking 64 dependent loads and stores (~1.5 us), the
 // other warps waited at the barrier, once per slot slice of every chunk kernel.
