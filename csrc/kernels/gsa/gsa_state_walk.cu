@@ -41,10 +41,21 @@ __global__ void __launch_bounds__(kThreads) walk_prep_kernel(
   float* G = reinterpret_cast<float*>(smem_raw);
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
   chunk_decay<T>(G, lde, g + tokM + m0, rowM, cp.L, MS);
-  for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
-    const int t = idx / MS, m = idx - t * MS;
-    reinterpret_cast<T*>(wbuf + tokM + t * rowM)[m0 + m] = from_f<T>(
-        to_f<T>(s[tokM + t * rowM + m0 + m]) * __expf(G[(kChunk - 1) * lde + m] - G[t * lde + m]));
+  // Four slots per thread, a fixed column per thread (MS / 4 divides the block):
+  // 8- or 16-byte accesses and no index division (s is 8-byte aligned when the
+  // slot count is a multiple of 4 and s itself is; wbuf always is).
+  const int quads = MS / 4;
+  const bool vec = (reinterpret_cast<uintptr_t>(s) & (4 * sizeof(T) - 1)) == 0;
+  const int m = (threadIdx.x % quads) * 4;
+  const float* GLast = G + (kChunk - 1) * lde + m;
+  for (int t = threadIdx.x / quads; t < cp.L; t += blockDim.x / quads) {
+    const T* src = s + tokM + t * rowM + m0 + m;
+    float4 x = vec ? load4(src) : make_float4(to_f<T>(src[0]), to_f<T>(src[1]),
+                                              to_f<T>(src[2]), to_f<T>(src[3]));
+    const float* Gt = G + t * lde + m;
+    x.x *= __expf(GLast[0] - Gt[0]), x.y *= __expf(GLast[1] - Gt[1]);
+    x.z *= __expf(GLast[2] - Gt[2]), x.w *= __expf(GLast[3] - Gt[3]);
+    store4(reinterpret_cast<T*>(wbuf + tokM + t * rowM) + m0 + m, x);
   }
   for (int m = threadIdx.x; m < MS; m += blockDim.x)
     gl[(cp.j * H + h) * M + m0 + m] = G[(kChunk - 1) * lde + m];
@@ -55,16 +66,35 @@ __global__ void __launch_bounds__(kThreads) walk_prep_kernel(
 // as fast as one (64-wide tiles: 1.53 ms per call at T = 32K).
 constexpr int kWalkCols = 32;
 
+// Buffer sets of the register walk: a step is mostly the wait for its copies,
+// so they are issued kWalkStages - 1 steps ahead (15 KB a set at M = 256).
+constexpr int kWalkStages = 4;
+
+// Shared memory of a walk block: the fp32 state tile Hs (the shared-memory walk
+// only), then `stages` buffer sets of the chunk decays G_L (fp32), a W tile and
+// an X tile.
 template <typename T>
 struct WalkSmem {
-  int MS, ldh, ldw, ldx;
-  __host__ __device__ explicit WalkSmem(int M)
+  int MS, ldh, ldw, ldx, stages;
+  bool has_hs;
+  __host__ __device__ WalkSmem(int M, int stages_, bool has_hs_)
       : MS(slice_of(M)), ldh(ld_of<float>(kTile)), ldw(ld_of<T>(slice_of(M))),
-        ldx(ld_of<T>(kWalkCols)) {}
-  // Hs and two chunk decays (fp32); two W and two X tiles.
+        ldx(ld_of<T>(kWalkCols)), stages(stages_), has_hs(has_hs_) {}
+  __host__ __device__ size_t hs_floats() const {
+    return has_hs ? static_cast<size_t>(kChunk) * ldh : 0;
+  }
   __host__ __device__ size_t bytes() const {
-    return (static_cast<size_t>(kChunk) * ldh + 2 * kTile) * sizeof(float) +
-           2 * static_cast<size_t>(kChunk) * (ldw + ldx) * sizeof(T);
+    return (hs_floats() + stages * kTile) * sizeof(float) +
+           stages * static_cast<size_t>(kChunk) * (ldw + ldx) * sizeof(T);
+  }
+  __device__ float* gl(unsigned char* base, int b) const {
+    return reinterpret_cast<float*>(base) + hs_floats() + b * kTile;
+  }
+  __device__ T* w(unsigned char* base, int b) const {
+    return reinterpret_cast<T*>(gl(base, stages)) + b * kChunk * ldw;
+  }
+  __device__ T* x(unsigned char* base, int b) const {
+    return w(base, stages) + b * kChunk * ldx;
   }
 };
 
@@ -112,6 +142,32 @@ struct WalkTile {
     }
     return b;
   }
+  // The same with kStages buffer sets, chunks kStages - 1 ahead: the copies of a
+  // step have kStages - 1 steps to land instead of one. Chunks past the end
+  // commit empty groups so the count of pending groups stays fixed. Set
+  // (c + kStages - 1) % kStages was last read by chunk c - 1, whose warps are
+  // past the step's closing barrier.
+  template <int kStages, typename Issue>
+  __device__ __forceinline__ void prologue(Issue& issue) const {
+#pragma unroll
+    for (int c = 0; c < kStages - 1; ++c) issue_or_skip(c, c, issue);
+  }
+  template <int kStages, typename Issue>
+  __device__ __forceinline__ int begin_step_deep(int c, Issue& issue) const {
+    const int ahead = c + kStages - 1;
+    issue_or_skip(ahead, ahead % kStages, issue);
+    async_wait_older<3 * (kStages - 1)>();
+    return c % kStages;
+  }
+  template <typename Issue>
+  __device__ __forceinline__ void issue_or_skip(int c, int b, Issue& issue) const {
+    if (c < nc) {
+      issue(c, b);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 3; ++i) asm volatile("cp.async.commit_group;\n" ::: "memory");
+    }
+  }
   // Chunk c's operands by cp.async, three groups: its k or v column tile into X,
   // its W slice into W (W's rows hold T values at the start of each fp32 token
   // row of wbuf, 2 * H * M T apart), its decays G_L into GL.
@@ -138,19 +194,16 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     const float* __restrict__ init_k, const float* __restrict__ init_v, T* __restrict__ hk,
     T* __restrict__ hv, float* __restrict__ out_k, float* __restrict__ out_v) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  const WalkSmem<T> L_(M);
+  const WalkSmem<T> L_(M, 2, true);
   constexpr int C = kWalkCols;
   const WalkTile<T> wt(cm, K, V, M);
   const bool is_k = wt.is_k;
   const int MS = wt.MS, rows = wt.rows, cols = wt.cols, nc = wt.nc, h = wt.h;
   const int64_t size = wt.size, ld = wt.ld, off = wt.off, first = wt.first;
   float* Hs = reinterpret_cast<float*>(smem_raw);
-  float* GL = Hs + kChunk * L_.ldh;  // [2][kTile]
-  T* W = reinterpret_cast<T*>(GL + 2 * kTile);  // [2][kChunk][ldw]
-  T* X = W + 2 * kChunk * L_.ldw;               // [2][kChunk][ldx]
   auto issue = [&](int c, int b) {
-    wt.issue(cm, H, K, V, M, k, v, wbuf, gl, c, X + b * kChunk * L_.ldx, L_.ldx,
-             W + b * kChunk * L_.ldw, L_.ldw, GL + b * kTile);
+    wt.issue(cm, H, K, V, M, k, v, wbuf, gl, c, L_.x(smem_raw, b), L_.ldx, L_.w(smem_raw, b),
+             L_.ldw, L_.gl(smem_raw, b));
   };
   const float* init = is_k ? init_k : init_v;
   const int64_t nh = static_cast<int64_t>(wt.n) * H + h;
@@ -165,7 +218,7 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     const int b = wt.begin_step(c, issue);
     // The chunk-start state out, then decayed by the chunk's total.
     const int64_t unit = (first + c) * H + h;
-    const float* gL = GL + b * kTile;
+    const float* gL = L_.gl(smem_raw, b);
     for (int idx = threadIdx.x; idx < rows * quads; idx += blockDim.x) {
       const int i = idx / quads, j = (idx - i * quads) * 4;
       float4 x = *reinterpret_cast<const float4*>(Hs + i * L_.ldh + j);
@@ -180,8 +233,8 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
       *reinterpret_cast<float4*>(Hs + i * L_.ldh + j) = x;
     }
     __syncthreads();
-    const T* Xc = X + b * kChunk * L_.ldx;
-    const T* Wc = W + b * kChunk * L_.ldw;
+    const T* Xc = L_.x(smem_raw, b);
+    const T* Wc = L_.w(smem_raw, b);
     if (is_k) block_mma<true, false>(Hs, L_.ldh, Xc, L_.ldx, Wc, L_.ldw, C, MS, kChunk, true);
     else block_mma<true, false>(Hs, L_.ldh, Wc, L_.ldw, Xc, L_.ldx, MS, C, kChunk, true);
     __syncthreads();
@@ -209,17 +262,14 @@ __global__ void __launch_bounds__(kThreads, 2) state_walk_regs_kernel(
     const float* __restrict__ init_k, const float* __restrict__ init_v, T* __restrict__ hk,
     T* __restrict__ hv, float* __restrict__ out_k, float* __restrict__ out_v) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  const WalkSmem<T> L_(M);
+  const WalkSmem<T> L_(M, kWalkStages, false);
   const WalkTile<T> wt(cm, K, V, M);
   const bool is_k = wt.is_k;
   const int cols = wt.cols, nc = wt.nc, h = wt.h;
   const int64_t size = wt.size, ld = wt.ld, off = wt.off, first = wt.first;
-  float* GL = reinterpret_cast<float*>(smem_raw) + kChunk * L_.ldh;  // [2][kTile]
-  T* W = reinterpret_cast<T*>(GL + 2 * kTile);                       // [2][kChunk][ldw]
-  T* X = W + 2 * kChunk * L_.ldw;                                    // [2][kChunk][ldx]
   auto issue = [&](int c, int b) {
-    wt.issue(cm, H, K, V, M, k, v, wbuf, gl, c, X + b * kChunk * L_.ldx, L_.ldx,
-             W + b * kChunk * L_.ldw, L_.ldw, GL + b * kTile);
+    wt.issue(cm, H, K, V, M, k, v, wbuf, gl, c, L_.x(smem_raw, b), L_.ldx, L_.w(smem_raw, b),
+             L_.ldw, L_.gl(smem_raw, b));
   };
   // This warp's piece: rows [r0, +16), columns [n0, +8 NT) of the tile.
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
@@ -234,12 +284,12 @@ __global__ void __launch_bounds__(kThreads, 2) state_walk_regs_kernel(
 #pragma unroll
     for (int e = 0; e < 4; ++e)
       acc[nt][e] = init != nullptr ? init[nh * size + off + row_of(e) * ld + col_of(nt, e)] : 0.f;
-  if (nc > 0) issue(0, 0);
+  wt.template prologue<kWalkStages>(issue);
   T* state = is_k ? hk : hv;
   for (int c = 0; c < nc; ++c) {
-    const int b = wt.begin_step(c, issue);
+    const int b = wt.template begin_step_deep<kWalkStages>(c, issue);
     const int64_t unit = (first + c) * H + h;
-    const float* gL = GL + b * kTile;
+    const float* gL = L_.gl(smem_raw, b);
     T* out = state + unit * size + off;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
@@ -256,12 +306,12 @@ __global__ void __launch_bounds__(kThreads, 2) state_walk_regs_kernel(
           acc[nt][e + 1] *= d;
         }
       }
-    const T* Xc = X + b * kChunk * L_.ldx;
-    const T* Wc = W + b * kChunk * L_.ldw;
+    const T* Xc = L_.x(smem_raw, b);
+    const T* Wc = L_.w(smem_raw, b);
     // Hk += X^T W (rows: k, columns: slots); Hv += W^T X (rows: slots, columns: v).
     if (is_k) warp_mma_tokens<T, NT>(acc, Xc, L_.ldx, Wc, L_.ldw, r0, n0);
     else warp_mma_tokens<T, NT>(acc, Wc, L_.ldw, Xc, L_.ldx, r0, n0);
-    __syncthreads();  // every warp is done with buffers b before chunk c + 2's copies
+    __syncthreads();  // every warp is done with set b before the next step refills it
   }
   float* fin = is_k ? out_k : out_v;
   if (fin != nullptr)
@@ -281,9 +331,10 @@ void walk_typed(const Plan& p, const void* k, const void* v, const void* s, cons
       chunk_map(p), p.H, p.M, static_cast<const T*>(s), static_cast<const T*>(g), wbuf, p.gl);
   RAVENSP_LAUNCH_CHECK("gsa walk_prep_kernel");
   const int64_t tiles = (p.K / kWalkCols) * nm + nm * (p.V / kWalkCols);
-  const size_t smem = WalkSmem<T>(static_cast<int>(p.M)).bytes();
+  const int M = static_cast<int>(p.M);
   const dim3 grid(static_cast<unsigned>(p.N * tiles), static_cast<unsigned>(p.H));
   if constexpr (sizeof(T) == 2) {  // the state in registers (mma.sync)
+    const size_t smem = WalkSmem<T>(M, kWalkStages, false).bytes();
     auto launch = [&](auto kernel) {
       set_smem(kernel, smem, "gsa state_walk_regs_kernel");
       kernel<<<grid, kThreads, smem, stream>>>(
@@ -295,6 +346,7 @@ void walk_typed(const Plan& p, const void* k, const void* v, const void* s, cons
     RAVENSP_LAUNCH_CHECK("gsa state_walk_regs_kernel");
     return;
   }
+  const size_t smem = WalkSmem<T>(M, 2, true).bytes();
   set_smem(state_walk_kernel<T>, smem, "gsa state_walk_kernel");
   state_walk_kernel<T><<<grid, kThreads, smem, stream>>>(
       chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v), wbuf,
