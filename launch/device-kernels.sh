@@ -197,4 +197,37 @@ for total, label, hdr, col, body in sorted(tables, key=lambda t: -t[0]):
             print(f"  {100 * (num(r[ic]) or 0) / tot:5.1f}% L{r[0]}: {r[1].strip()[:100]}")
 PY
   head -60 "$OUT/ncu_source_top.txt"
+  # The kernel-level figures of the same report: throughput, memory, stall reasons.
+  ncu -i /tmp/ncu_source.ncu-rep --page details --csv > /tmp/details.csv 2>&1
+  python3 - /tmp/details.csv > "$OUT/ncu_source_details.txt" <<'PY'
+import csv, re, sys
+rows = list(csv.reader(l for l in open(sys.argv[1]) if l.startswith('"')))
+col = {h: i for i, h in enumerate(rows[0])}
+want = re.compile(r"Duration|Throughput|Hit Rate|Occupancy|Cycles Per Issued|Issue Slots|"
+                  r"Stall|Registers|Bank Conflicts|Executed Ipc|Eligible")
+for r in rows[1:]:
+    if want.search(r[col["Metric Name"]]):
+        name = re.sub(r"[<(].*", "", r[col["Kernel Name"]]).split("::")[-1]
+        print(f"{r[col['ID']]} {name} | {r[col['Metric Name']]} | {r[col['Metric Value']]} "
+              f"{r[col['Metric Unit']]}")
+PY
+  # Stall reasons per kernel (cycles per issued instruction spent in each).
+  ncu -i /tmp/ncu_source.ncu-rep --page raw --csv > /tmp/raw.csv 2>&1
+  python3 - /tmp/raw.csv >> "$OUT/ncu_source_details.txt" <<'PY'
+import csv, re, sys
+rows = list(csv.reader(l for l in open(sys.argv[1]) if l.startswith('"')))
+hdr = rows[0]
+pat = re.compile(r"smsp__average_warps?_issue_stalled_(\w+)_per_issue_active\.ratio$")
+for r in rows[2:]:
+    name = re.sub(r"[<(].*", "", r[hdr.index("Kernel Name")]).split("::")[-1]
+    stalls = []
+    for i, h in enumerate(hdr):
+        m = pat.match(h)
+        if m:
+            try: stalls.append((float(r[i].replace(",", "")), m.group(1)))
+            except ValueError: pass
+    top = ", ".join(f"{k} {v:.2f}" for v, k in sorted(stalls, reverse=True)[:8])
+    print(f"stalls {name}: {top}")
+PY
+  head -90 "$OUT/ncu_source_details.txt"
 fi

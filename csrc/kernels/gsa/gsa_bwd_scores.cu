@@ -139,18 +139,22 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     __syncthreads();
     gated_scores<kTC>(DP, L_.ldd, DP, L_.ldd, A, L_.lda, Gs, Ss, L_.lde, cp.L, MS, 1.f,
                       reinterpret_cast<float*>(Xs));
-    for (int t = warp; t < kChunk; t += kThreads / 32) {  // row t's R stays with one lane
+    // Row t's R stays with one lane; a sliced DP row goes to du in the same pass
+    // (a separate copy loop, index division included, was a fifth of the
+    // kernel's instructions).
+    for (int t = warp; t < kChunk; t += kThreads / 32) {
       float acc = 0.f;
-      if (t < cp.L)
-        for (int m = lane; m < MS; m += 32) acc += p[tokM + t * rowM + m0 + m] * DP[t * L_.ldd + m];
+      if (t < cp.L) {
+        const int64_t row = tokM + t * rowM + m0;
+        for (int m = lane; m < MS; m += 32) {
+          const float dp = DP[t * L_.ldd + m];
+          acc += p[row + m] * dp;
+          if (sliced) du[row + m] = dp;
+        }
+      }
       for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
       if (lane == 0) R[t] = m0 == 0 ? acc : R[t] + acc;
     }
-    if (sliced)
-      for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
-        const int t = idx / MS, m = idx - t * MS;
-        du[tokM + t * rowM + m0 + m] = DP[t * L_.ldd + m];
-      }
     __syncthreads();
   }
   // A1 = q k^T (unscaled: bwd_pairs applies the scale), pipelined over K: the

@@ -222,21 +222,29 @@ __device__ __forceinline__ void convert_tile(Tdst* dst, int ldd, const Tsrc* src
 // past L1; 4: .ca, for destinations of any leading dimension) and commits them
 // as one group. A row past the valid ones copies 0 bytes from the tile's first
 // row (a valid address) and zero-fills its piece.
+// One cp.async piece: kBytes from `from` to shared address d, or zeros when n
+// is 0 (`from` must still be a valid address).
+template <int kBytes>
+__device__ __forceinline__ void cp_async_piece(unsigned d, const void* from, int n) {
+  static_assert(kBytes == 16 || kBytes == 4, "cp.async pieces of 16 or 4 bytes");
+  if constexpr (kBytes == 16)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(from), "r"(n)
+                 : "memory");
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(from), "r"(n)
+                 : "memory");
+}
+
+__device__ __forceinline__ void async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
 template <int kBytes, typename T>
 __device__ __forceinline__ void async_rows(T* dst, int ld, const T* src, int64_t stride, int rows,
                                            int valid, int cols) {
-  static_assert(kBytes == 16 || kBytes == 4, "cp.async pieces of 16 or 4 bytes");
   constexpr int kVec = kBytes / sizeof(T);
   const int vpr = cols / kVec;
-  // One piece: kBytes from `from` to shared address d, or zeros when n is 0.
-  auto issue = [](unsigned d, const T* from, int n) {
-    if constexpr (kBytes == 16)
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(from), "r"(n)
-                   : "memory");
-    else
-      asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(from), "r"(n)
-                   : "memory");
-  };
+  auto issue = [](unsigned d, const T* from, int n) { cp_async_piece<kBytes>(d, from, n); };
   if (blockDim.x % vpr == 0 && rows * stride < (int64_t{1} << 31)) {
     // Every tile here: a thread keeps one piece column and walks the rows by a
     // 32-bit source offset and a shared address (Nsight Compute: a division and
@@ -257,7 +265,7 @@ __device__ __forceinline__ void async_rows(T* dst, int ld, const T* src, int64_t
             r < valid ? src + r * stride + c : src, r < valid ? kBytes : 0);
     }
   }
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  async_commit();
 }
 
 // Starts the copy of a same-dtype tile into shared memory without waiting for it
@@ -274,8 +282,7 @@ __device__ __forceinline__ void async_tile(T* dst, int ld, const T* src, int64_t
                    (reinterpret_cast<uintptr_t>(dst) & 15) == 0;
   if (!vec) {
     load_tile(dst, ld, src, stride, rows, valid, cols);
-    // An empty group, so that every call commits exactly one (async_wait_older).
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    async_commit();  // an empty group: every call commits exactly one (async_wait_older)
     return;
   }
   async_rows<16>(dst, ld, src, stride, rows, valid, cols);

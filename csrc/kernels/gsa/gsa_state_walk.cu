@@ -107,7 +107,7 @@ template <typename T>
 struct WalkTile {
   int n, h, MS, m0, ct, rows, cols, nc;
   bool is_k;
-  int64_t size, ld, off, first;
+  int64_t size, ld, off, first, seq_tok0, seq_len;  // the sequence's tokens
   __device__ __forceinline__ WalkTile(const ChunkMap& cm, int K, int V, int M) {
     constexpr int C = kWalkCols;
     MS = slice_of(M);
@@ -128,6 +128,8 @@ struct WalkTile {
     first = cm.cu == nullptr ? n * ((cm.seqlen + kChunk - 1) / kChunk) : cm.seq_chunk_off[n];
     nc = static_cast<int>(cm.cu == nullptr ? (cm.seqlen + kChunk - 1) / kChunk
                                            : cm.seq_chunk_off[n + 1] - first);
+    seq_tok0 = cm.cu == nullptr ? n * cm.seqlen : cm.cu[n];
+    seq_len = cm.cu == nullptr ? cm.seqlen : cm.cu[n + 1] - seq_tok0;
   }
   // Step c: chunk c + 1's copies started into the other buffer set (last read by
   // chunk c - 1), chunk c's landed and visible to the block. Returns c's set.
@@ -142,11 +144,12 @@ struct WalkTile {
     }
     return b;
   }
-  // The same with kStages buffer sets, chunks kStages - 1 ahead: the copies of a
-  // step have kStages - 1 steps to land instead of one. Chunks past the end
-  // commit empty groups so the count of pending groups stays fixed. Set
-  // (c + kStages - 1) % kStages was last read by chunk c - 1, whose warps are
-  // past the step's closing barrier.
+  // The same with kStages buffer sets, chunks kStages - 1 ahead, for an issue
+  // that commits one group per chunk: the copies of a step have kStages - 1
+  // steps to land instead of one. Chunks past the end commit an empty group so
+  // the count of pending groups stays fixed. Set (c + kStages - 1) % kStages
+  // was last read by chunk c - 1, whose warps are past the step's closing
+  // barrier.
   template <int kStages, typename Issue>
   __device__ __forceinline__ void prologue(Issue& issue) const {
 #pragma unroll
@@ -156,17 +159,13 @@ struct WalkTile {
   __device__ __forceinline__ int begin_step_deep(int c, Issue& issue) const {
     const int ahead = c + kStages - 1;
     issue_or_skip(ahead, ahead % kStages, issue);
-    async_wait_older<3 * (kStages - 1)>();
+    async_wait_older<kStages - 1>();
     return c % kStages;
   }
   template <typename Issue>
   __device__ __forceinline__ void issue_or_skip(int c, int b, Issue& issue) const {
-    if (c < nc) {
-      issue(c, b);
-    } else {
-#pragma unroll
-      for (int i = 0; i < 3; ++i) asm volatile("cp.async.commit_group;\n" ::: "memory");
-    }
+    if (c < nc) issue(c, b);
+    else async_commit();
   }
   // Chunk c's operands by cp.async, three groups: its k or v column tile into X,
   // its W slice into W (W's rows hold T values at the start of each fp32 token
@@ -183,6 +182,78 @@ struct WalkTile {
     async_tile(W, ldw, reinterpret_cast<const T*>(wbuf + tokM) + m0, rowM * 4 / sizeof(T),
                kChunk, cp.L, MS);
     async_floats(GL, MS, gl + (cp.j * H + h) * M + m0, MS, 1, 1, MS);
+  }
+};
+
+// This thread's share of a chunk's copies for the register walk (16-bit T,
+// kThreads threads), every offset that does not depend on the chunk worked
+// out once. Nsight Compute (M = 256, T = 32K): the generic tile copies' per-call
+// index arithmetic and chunk_pos's 64-bit division were two thirds of the
+// walk's instructions, and the walk is issue-bound (51% of issue slots busy,
+// 7 cycles per instruction at two blocks per SM). A chunk is one group: its X
+// rows (kWalkCols T, four 16-byte pieces: one piece per thread), its W rows
+// (MS / 8 pieces each: MS / 32 per thread) and its decays G_L (MS / 4 pieces).
+template <typename T>
+struct WalkCopies {
+  static_assert(sizeof(T) == 2, "the register walk takes 16-bit inputs");
+  static constexpr int kPer = 16 / sizeof(T);           // T per piece
+  static constexpr int kXPieces = kWalkCols / kPer;     // per X row
+  static_assert(kChunk * kXPieces == kThreads, "one X piece per thread");
+  const T* xbase;      // the tile's k or v columns at the sequence's first token
+  const T* wbase;      // W's slot slice at the sequence's first token
+  const float* glbase; // G_L's slot slice of the sequence's first chunk
+  int64_t xrow, wrow;  // token strides of X and W (in T)
+  int64_t glrow;       // G_L's chunk stride
+  int x_row, x_src, w_row, w_src, wn, w_rstep, w_sstep;
+  unsigned x_dst, w_dst, w_dstep, gl_dst, x_set, w_set, gl_set;  // shared addresses; per set
+  bool gl_on;
+  int64_t seq_len;
+
+  __device__ WalkCopies(const WalkTile<T>& wt, const WalkSmem<T>& L_, unsigned char* smem, int H,
+                        int K, int V, int M, const T* k, const T* v, const float* wbuf,
+                        const float* gl) {
+    const int tid = threadIdx.x, xdim = wt.is_k ? K : V, MS = wt.MS;
+    xrow = static_cast<int64_t>(H) * xdim;
+    wrow = static_cast<int64_t>(H) * M * (4 / sizeof(T));  // W rows: T at each fp32 row start
+    xbase = (wt.is_k ? k : v) + wt.seq_tok0 * xrow + wt.h * xdim + wt.ct * kWalkCols;
+    wbase = reinterpret_cast<const T*>(wbuf + (wt.seq_tok0 * H + wt.h) * M) + wt.m0;
+    glrow = static_cast<int64_t>(H) * M;
+    glbase = gl + (wt.first * H + wt.h) * M + wt.m0 + 4 * threadIdx.x;
+    seq_len = wt.seq_len;
+    x_row = tid / kXPieces;
+    const int xc = (tid % kXPieces) * kPer;
+    x_src = static_cast<int>(x_row * xrow) + xc;
+    x_dst = static_cast<unsigned>(__cvta_generic_to_shared(L_.x(smem, 0) + x_row * L_.ldx + xc));
+    const int wp = MS / kPer;  // pieces per W row: 8 or 4, dividing kThreads
+    wn = kChunk * wp / kThreads;
+    w_row = tid / wp;
+    w_rstep = kThreads / wp;
+    const int wc = (tid % wp) * kPer;
+    w_src = static_cast<int>(w_row * wrow) + wc;
+    w_sstep = static_cast<int>(w_rstep * wrow);
+    w_dst = static_cast<unsigned>(__cvta_generic_to_shared(L_.w(smem, 0) + w_row * L_.ldw + wc));
+    w_dstep = static_cast<unsigned>(w_rstep * L_.ldw * sizeof(T));
+    gl_on = tid < MS / 4;
+    gl_dst = static_cast<unsigned>(__cvta_generic_to_shared(L_.gl(smem, 0) + 4 * tid));
+    x_set = static_cast<unsigned>(kChunk * L_.ldx * sizeof(T));
+    w_set = static_cast<unsigned>(kChunk * L_.ldw * sizeof(T));
+    gl_set = static_cast<unsigned>(kTile * sizeof(float));
+  }
+  // Chunk c of the sequence into buffer set b, one commit group; rows past the
+  // sequence's end are zero-filled (from the chunk's first row).
+  __device__ __forceinline__ void operator()(int c, int b) const {
+    const int64_t t0 = static_cast<int64_t>(c) * kChunk;
+    const int64_t left = seq_len - t0;
+    const int L = left < kChunk ? static_cast<int>(left) : kChunk;
+    const T* xs = xbase + t0 * xrow;
+    const T* ws = wbase + t0 * wrow;
+    cp_async_piece<16>(x_dst + b * x_set, x_row < L ? xs + x_src : xs, x_row < L ? 16 : 0);
+    unsigned wd = w_dst + b * w_set;
+    int src = w_src, r = w_row;
+    for (int i = 0; i < wn; ++i, src += w_sstep, r += w_rstep, wd += w_dstep)
+      cp_async_piece<16>(wd, r < L ? ws + src : ws, r < L ? 16 : 0);
+    if (gl_on) cp_async_piece<16>(gl_dst + b * gl_set, glbase + c * glrow, 16);
+    async_commit();
   }
 };
 
@@ -267,10 +338,7 @@ __global__ void __launch_bounds__(kThreads, 2) state_walk_regs_kernel(
   const bool is_k = wt.is_k;
   const int cols = wt.cols, nc = wt.nc, h = wt.h;
   const int64_t size = wt.size, ld = wt.ld, off = wt.off, first = wt.first;
-  auto issue = [&](int c, int b) {
-    wt.issue(cm, H, K, V, M, k, v, wbuf, gl, c, L_.x(smem_raw, b), L_.ldx, L_.w(smem_raw, b),
-             L_.ldw, L_.gl(smem_raw, b));
-  };
+  const WalkCopies<T> issue(wt, L_, smem_raw, H, K, V, M, k, v, wbuf, gl);
   // This warp's piece: rows [r0, +16), columns [n0, +8 NT) of the tile.
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
   const int groups = cols / (8 * NT), r0 = (warp / groups) * 16, n0 = (warp % groups) * 8 * NT;
