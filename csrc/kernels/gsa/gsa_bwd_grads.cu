@@ -263,32 +263,52 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
   T* Dsraw = Xs;
   async_tile(Dsraw, MS, ds + tokM + m0, rowM, kChunk, cp.L, MS);
   // Last-token decay term: sum_k Hk_end dHk_end + sum_v Hv_end dHv_end per slot.
-  // Both sums read along the states' contiguous dimension, several loads in
-  // flight per thread (Nsight Compute: 39 cycles per issued instruction when
-  // the V sum ran across slot rows, one row per lane).
+  // Both sums read along the states' contiguous dimension, eight elements per
+  // 16-byte load and every load of a thread issued before the first is used
+  // (Nsight Compute: the element-wise version's loads were a fifth of the
+  // kernel's instructions, and its waits for them a fifth of its stalls).
   {
-    // (A uniform branch per load: a generic lambda instantiated for both end
-    // states spilled registers.)
-    auto hk_end = [&](int64_t at) { return last ? hk_fin[at] : to_f(hk_next[at]); };
-    auto hv_end = [&](int64_t at) { return last ? hv_fin[at] : to_f(hv_next[at]); };
-    const int m = threadIdx.x % MS, part = threadIdx.x / MS, parts = kThreads / MS;
-    float acc = 0.f;
-#pragma unroll 8
-    for (int kk = part; kk < K; kk += parts) {
-      const int64_t at = static_cast<int64_t>(kk) * M + m0 + m;
-      acc = fmaf(hk_end(at), to_f(dhk_end[at]), acc);
-    }
-    red[part * MS + m] = acc;
-    // Hv is [M][V]: one warp per slot row, the lanes along V.
+    static_assert(kThreads == 8 * MS, "a thread per 8 x 8 piece of the slice's rows");
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    for (int mm = warp; mm < MS; mm += kThreads / 32) {
+    // Hk is [K][M]: a thread has 8 slots of rows r, r + 64, ...; the 8 lanes of
+    // a warp with the same slots sum over their rows.
+    {
+      const int r = threadIdx.x >> 2, c = (threadIdx.x & 3) * 8;
+      float acc[8] = {};
+#pragma unroll 4
+      for (int kk = r; kk < K; kk += kThreads / 4) {
+        const int64_t at = static_cast<int64_t>(kk) * M + m0 + c;
+        float e[8], d[8];
+        if (last) load8(hk_fin + at, e);  // uniform: the sequence's final state is fp32
+        else load8(hk_next + at, e);
+        load8(dhk_end + at, d);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[j] = fmaf(e[j], d[j], acc[j]);
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        for (int o = 4; o < 32; o <<= 1) acc[j] += __shfl_xor_sync(0xffffffffu, acc[j], o);
+      if (lane < 4)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) red[warp * MS + c + j] = acc[j];
+    }
+    // Hv is [M][V]: a thread has one slot row and columns c, c + 64, ...; the 8
+    // lanes of that row sum.
+    {
+      const int mm = threadIdx.x >> 3, c = (threadIdx.x & 7) * 8;
       const int64_t row = static_cast<int64_t>(m0 + mm) * V;
       float a = 0.f;
 #pragma unroll 4
-      for (int vv = lane; vv < V; vv += 32)
-        a = fmaf(hv_end(row + vv), to_f(dhv_end[row + vv]), a);
-      for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
-      if (lane == 0) red[kThreads + mm] = a;
+      for (int vv = c; vv < V; vv += 64) {
+        float e[8], d[8];
+        if (last) load8(hv_fin + row + vv, e);
+        else load8(hv_next + row + vv, e);
+        load8(dhv_end + row + vv, d);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) a = fmaf(e[j], d[j], a);
+      }
+      for (int o = 1; o < 8; o <<= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+      if ((threadIdx.x & 7) == 0) red[kThreads + mm] = a;
     }
   }
   async_wait();

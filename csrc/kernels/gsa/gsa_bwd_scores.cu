@@ -142,18 +142,36 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     // Row t's R stays with one lane; a sliced DP row goes to du in the same pass
     // (a separate copy loop, index division included, was a fifth of the
     // kernel's instructions).
-    for (int t = warp; t < kChunk; t += kThreads / 32) {
-      float acc = 0.f;
-      if (t < cp.L) {
+    // A warp's p loads for two rows at a time are issued together (one round
+    // trip per pair of rows; MS is 32 or 64, so at most two per lane and row).
+    for (int t2 = warp; t2 < kChunk; t2 += 2 * (kThreads / 32)) {
+      float pv[2][2], acc[2] = {0.f, 0.f};
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = t2 + r * (kThreads / 32);
         const int64_t row = tokM + t * rowM + m0;
-        for (int m = lane; m < MS; m += 32) {
-          const float dp = DP[t * L_.ldd + m];
-          acc += p[row + m] * dp;
-          if (sliced) du[row + m] = dp;
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          const int m = lane + 32 * i;
+          pv[r][i] = t < cp.L && m < MS ? p[row + m] : 0.f;
         }
       }
-      for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-      if (lane == 0) R[t] = m0 == 0 ? acc : R[t] + acc;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int t = t2 + r * (kThreads / 32);
+        const int64_t row = tokM + t * rowM + m0;
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          const int m = lane + 32 * i;
+          if (t < cp.L && m < MS) {
+            const float dp = DP[t * L_.ldd + m];
+            acc[r] += pv[r][i] * dp;
+            if (sliced) du[row + m] = dp;
+          }
+        }
+        for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
+        if (lane == 0) R[t] = m0 == 0 ? acc[r] : R[t] + acc[r];
+      }
     }
     __syncthreads();
   }
@@ -207,24 +225,42 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     if (active) {
       float G = 0.f;
       for (int j = 0; j < seg; ++j) G += Seg[j * M + m];
-      for (int t = ta; t < ta + seg_len; ++t) {
-        float d = 0.f, pt = 0.f;
-        if (t < cp.L) {
+      // kBatch tokens' g, p and dp loaded before any is used: one memory round
+      // trip per batch instead of one per token (Nsight Compute at M = 256: this
+      // loop's wait on p was the kernel's largest stall). seg_len (8 to 64) is a
+      // multiple of kBatch.
+      constexpr int kBatch = 2;
+      for (int t0 = ta; t0 < ta + seg_len; t0 += kBatch) {
+        float gv[kBatch], pv[kBatch], dpv[kBatch];
+#pragma unroll
+        for (int i = 0; i < kBatch; ++i) {
+          const int t = t0 + i;
           const int64_t at = tokM + t * rowM + m;
-          G += to_f(g[at]);
-          pt = p[at];
-          const float dp = sliced ? du[at] : DP[t * L_.ldd + m];
-          d = pt * (dp - R[t]);
-          du[at] = d;
-          // u du is 0 where p underflowed to 0 (du = p (dp - R) is 0 there too).
-          // (__logf, a few ulp off: far below the bf16 rounding of the products
-          // u du feeds; logf was a sixth of this file's instructions.)
-          const float u = pt > 0.f ? __logf(pt) + Lse[t] : 0.f;
-          dgca[at] = fmaf(pt, dp, u * d);
+          const bool ok = t < cp.L;
+          gv[i] = ok ? to_f(g[at]) : 0.f;
+          pv[i] = ok ? p[at] : 0.f;
+          dpv[i] = ok ? (sliced ? du[at] : DP[t * L_.ldd + m]) : 0.f;
         }
-        const float eg = __expf(G);
-        Ow[t * ldw + m] = from_f<T>(scale * eg * d);
-        Pw[t * ldw + m] = from_f<T>(pt * eg);
+#pragma unroll
+        for (int i = 0; i < kBatch; ++i) {
+          const int t = t0 + i;
+          const float pt = pv[i], dp = dpv[i];
+          float d = 0.f;
+          G += gv[i];
+          if (t < cp.L) {
+            const int64_t at = tokM + t * rowM + m;
+            d = pt * (dp - R[t]);
+            du[at] = d;
+            // u du is 0 where p underflowed to 0 (du = p (dp - R) is 0 there too).
+            // (__logf, a few ulp off: far below the bf16 rounding of the products
+            // u du feeds; logf was a sixth of this file's instructions.)
+            const float u = pt > 0.f ? __logf(pt) + Lse[t] : 0.f;
+            dgca[at] = fmaf(pt, dp, u * d);
+          }
+          const float eg = __expf(G);
+          Ow[t * ldw + m] = from_f<T>(scale * eg * d);
+          Pw[t * ldw + m] = from_f<T>(pt * eg);
+        }
       }
     }
   }

@@ -57,6 +57,19 @@ template <typename T> __device__ __forceinline__ float4 load4(const T* p) {
     return make_float4(to_f<T>(e[0]), to_f<T>(e[1]), to_f<T>(e[2]), to_f<T>(e[3]));
   }
 }
+// Eight consecutive elements as fp32: 32 bytes of fp32 or 16 of a 16-bit type,
+// the address aligned to 16 bytes.
+template <typename T> __device__ __forceinline__ void load8(const T* p, float (&x)[8]) {
+  if constexpr (sizeof(T) == 4) {
+    const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+    x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w, x[4] = b.x, x[5] = b.y, x[6] = b.z, x[7] = b.w;
+  } else {
+    const uint4 r = *reinterpret_cast<const uint4*>(p);
+    const T* e = reinterpret_cast<const T*>(&r);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) x[i] = to_f<T>(e[i]);
+  }
+}
 template <typename T> __device__ __forceinline__ void store4(T* p, float4 x) {
   if constexpr (sizeof(T) == 4) {
     *reinterpret_cast<float4*>(p) = x;
