@@ -24,8 +24,8 @@ namespace {
 //    pipeline), the loop region (the pipelines' second buffer set, then the
 //    slice's decay and s in fp32), Op (a state tile, then a q tile), Xs and Ys;
 //  - local gradients: Ow = scale e^G du and Pw = p e^G over all M slots in T
-//    (the operands of dHk and dHv), two token tiles, and for fp32 inputs an
-//    fp32 staging tile. With one slot slice DP is still live there, so Ow, Pw,
+//    (the operands of dHk and dHv), two token tiles, and a staging area (an
+//    fp32 tile for fp32 inputs, the warps' 512-byte store areas for 16-bit). With one slot slice DP is still live there, so Ow, Pw,
 //    the tiles and the staging sit in Op, A, Xs / Ys and Us; with several they
 //    start after the header.
 // Two blocks per SM at any M (113 KB at bf16). The decay and s rows are an even
@@ -44,7 +44,7 @@ struct ScoresSmem {
     off_dp = up((2 * kChunk + kThreads) * sizeof(float));  // R, Lse, segment sums
     off_a = up(off_dp + static_cast<size_t>(kChunk) * ldd * sizeof(float));
     off_us = up(off_a + static_cast<size_t>(kChunk) * lda * sizeof(float));
-    // Us: g and s of a slice, a k tile, the fp32 staging tile (one slice).
+    // Us: g and s of a slice, a k tile, then the local gradients' staging (one slice).
     off_loop = up(off_us + max_of(max_of(2 * static_cast<size_t>(kChunk) * MS * sizeof(T), tile),
                                   sizeof(T) == 4 ? kChunk * kStageLd * sizeof(float) : 0));
     off_op = up(off_loop + max_of(2 * static_cast<size_t>(kChunk) * lde * sizeof(float),
@@ -55,7 +55,10 @@ struct ScoresSmem {
     off_w = off_dp;
     off_tiles = up(off_w + 2 * w);
     off_stage = off_tiles + 2 * tile;
-    if (M > MS) total = max_of(total, off_stage + (sizeof(T) == 4 ? kChunk * kStageLd * 4 : 0));
+    // The staging: fp32 tiles for fp32 inputs, the warps' store_acc_rows areas for 16-bit.
+    if (M > MS)
+      total = max_of(total, off_stage + (sizeof(T) == 4 ? kChunk * kStageLd * 4
+                                                         : (kThreads / 32) * 16 * 16 * sizeof(T)));
   }
   __host__ __device__ size_t bytes() const { return total; }
 };
@@ -273,13 +276,15 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       [&](int z, int b) {
         const T* X = b ? Tk1 : Tk0;
         if constexpr (kTC) {
-          // Register tiles straight to global memory (mma.sync): no staging, no barrier.
+          // Register tiles to global memory (mma.sync), through per-warp staging
+          // (Stage: Us with one slice, free once q k^T is done); no block barrier.
+          T* stage = reinterpret_cast<T*>(Stage);
           if (z < nk)
             tokens_product_to_global(dhk + unit * KM + static_cast<int64_t>(z) * kTile * M, M, X,
-                                     L_.ldx, Ow, ldw, kTile, M);
+                                     L_.ldx, Ow, ldw, kTile, M, stage);
           else
             tokens_product_to_global(dhv + unit * MV + (z - nk) * kTile, V, Pw, ldw, X, L_.ldx,
-                                     M, kTile);
+                                     M, kTile, stage);
         } else {
           // Through the fp32 staging tile, 64 slots at a time.
           for (int c0 = 0; c0 < M; c0 += MS) {

@@ -76,6 +76,60 @@ __device__ __forceinline__ void mma_1688(float (&d)[4], const uint32_t (&a)[4],
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// Two fp32 values as one register of two 16-bit T (a in the low half: the lower
+// address, as mma.sync's C layout has (g, 2t) before (g, 2t + 1)).
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float a, float b) {
+  if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+    const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  } else {
+    static_assert(std::is_same<T, __half>::value, "pack2: bf16 or fp16");
+    const __half2 v = __floats2half2_rn(a, b);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  }
+}
+
+// Bytes of the per-warp staging area store_acc_rows needs for NT n8 tiles.
+template <typename T, int NT>
+constexpr int kAccStageBytes = 16 * 8 * NT * static_cast<int>(sizeof(T));
+
+// Writes one warp's 16 x (8 NT) accumulator piece (mma.sync C layout) to global
+// rows of T (row r at out + r * ld; out and ld keep every row 16-byte aligned),
+// through `stage`, the warp's own kAccStageBytes of shared memory: stmatrix puts
+// the piece there, then each lane stores 16 contiguous bytes, so a row's 16 NT
+// bytes go out as whole 32-byte sectors. Stored straight from the fragments, each
+// 4-byte store covered 16 bytes of 8 rows: twice the L2 write transactions, and
+// the state walk is L2-bound (Nsight Compute: 83% L2 throughput at M = 256).
+template <typename T, int NT>
+__device__ __forceinline__ void store_acc_rows(T* out, int64_t ld, const float (&acc)[NT][4],
+                                               T* stage) {
+  static_assert(NT == 1 || NT == 2, "one or two n8 tiles per warp");
+  static_assert(sizeof(T) == 2, "stmatrix stores 16-bit elements");
+  constexpr int kW = 8 * NT;  // staging row width
+  const int lane = threadIdx.x & 31, i = lane >> 3;
+  // Matrix i: n8 tile i / 2, rows 8 (i % 2) to + 8; lane l gives row l % 8's address.
+  const unsigned addr = smem_addr(stage + ((i & 1) * 8 + (lane & 7)) * kW + (i >> 1) * 8);
+  if constexpr (NT == 2) {
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
+                 "r"(pack2<T>(acc[0][0], acc[0][1])), "r"(pack2<T>(acc[0][2], acc[0][3])),
+                 "r"(pack2<T>(acc[1][0], acc[1][1])), "r"(pack2<T>(acc[1][2], acc[1][3]))
+                 : "memory");
+  } else {
+    asm volatile("stmatrix.sync.aligned.m8n8.x2.shared.b16 [%0], {%1, %2};\n" ::"r"(addr),
+                 "r"(pack2<T>(acc[0][0], acc[0][1])), "r"(pack2<T>(acc[0][2], acc[0][3]))
+                 : "memory");
+  }
+  __syncwarp();
+  constexpr int kPieces = kW / 8;  // 16-byte pieces per row
+  if (lane < 16 * kPieces) {
+    const int r = lane / kPieces, c = (lane % kPieces) * 8;
+    *reinterpret_cast<uint4*>(out + r * ld + c) =
+        *reinterpret_cast<const uint4*>(stage + r * kW + c);
+  }
+  __syncwarp();  // the stage is read before the warp writes it again
+}
+
 // acc[nt] += A B over k = 64 for one warp's 16 x (8 NT) tile at rows [r0, +16),
 // columns [n0, +8 NT), with A^T and B both stored token-major in shared memory:
 // A(r, t) = SA[t * lda + r], B(t, n) = SB[t * ldb + n] (leading dims multiples of
@@ -107,24 +161,21 @@ __device__ __forceinline__ void warp_mma_tokens(float (&acc)[NT][4], const T* SA
 
 // out[r][c] = sum_t SA[t][r] SB[t][c] over a chunk's 64 tokens, for a rows x cols
 // output (multiples of 16): each warp keeps 16 x 16 tiles in registers and writes
-// them straight to global memory in T, two elements per store (row r at out +
-// r * ld, ld even). No shared staging and no barrier: a block needs one only
-// before it overwrites SA or SB. SA and SB as warp_mma_tokens takes them.
+// them to global memory in T through its own kAccStageBytes<T, 2> of `stage`
+// (store_acc_rows; row r at out + r * ld, every row 16-byte aligned). No fp32
+// staging and no block barrier: a block needs one only before it overwrites SA
+// or SB. SA and SB as warp_mma_tokens takes them.
 template <typename T>
 __device__ __forceinline__ void tokens_product_to_global(T* out, int64_t ld, const T* SA, int lda,
                                                          const T* SB, int ldb, int rows,
-                                                         int cols) {
-  const int lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3, tc = cols / 16;
-  for (int tile = threadIdx.x >> 5; tile < (rows / 16) * tc; tile += blockDim.x >> 5) {
+                                                         int cols, T* stage) {
+  const int tc = cols / 16, warp = threadIdx.x >> 5;
+  T* my_stage = stage + warp * (kAccStageBytes<T, 2> / sizeof(T));
+  for (int tile = warp; tile < (rows / 16) * tc; tile += blockDim.x >> 5) {
     const int r0 = (tile / tc) * 16, n0 = (tile - (tile / tc) * tc) * 16;
     float acc[2][4] = {};
     warp_mma_tokens<T, 2>(acc, SA, lda, SB, ldb, r0, n0);
-#pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      const int c = n0 + nt * 8 + 2 * tq;
-      store2(out + (r0 + g) * ld + c, acc[nt][0], acc[nt][1]);
-      store2(out + (r0 + g + 8) * ld + c, acc[nt][2], acc[nt][3]);
-    }
+    store_acc_rows<T, 2>(out + r0 * ld + n0, ld, acc, my_stage);
   }
 }
 

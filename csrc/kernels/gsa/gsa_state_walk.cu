@@ -85,7 +85,15 @@ struct WalkSmem {
   }
   __host__ __device__ size_t bytes() const {
     return (hs_floats() + stages * kTile) * sizeof(float) +
-           stages * static_cast<size_t>(kChunk) * (ldw + ldx) * sizeof(T);
+           stages * static_cast<size_t>(kChunk) * (ldw + ldx) * sizeof(T) +
+           (has_hs ? 0 : stage_bytes());
+  }
+  // The register walk's per-warp staging areas of its state stores (after the sets).
+  __host__ __device__ static constexpr size_t stage_bytes() {
+    return (kThreads / 32) * static_cast<size_t>(kAccStageBytes<T, 2>);
+  }
+  __device__ T* stage(unsigned char* base, int warp) const {
+    return x(base, stages) + warp * (kAccStageBytes<T, 2> / sizeof(T));
   }
   __device__ float* gl(unsigned char* base, int b) const {
     return reinterpret_cast<float*>(base) + hs_floats() + b * kTile;
@@ -342,6 +350,7 @@ __global__ void __launch_bounds__(kThreads, 2) state_walk_regs_kernel(
   // This warp's piece: rows [r0, +16), columns [n0, +8 NT) of the tile.
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
   const int groups = cols / (8 * NT), r0 = (warp / groups) * 16, n0 = (warp % groups) * 8 * NT;
+  T* stage = L_.stage(smem_raw, warp);
   auto row_of = [&](int e) { return r0 + g + ((e >> 1) << 3); };
   auto col_of = [&](int nt, int e) { return n0 + nt * 8 + 2 * tq + (e & 1); };
   const float* init = is_k ? init_k : init_v;
@@ -359,12 +368,12 @@ __global__ void __launch_bounds__(kThreads, 2) state_walk_regs_kernel(
     const int64_t unit = (first + c) * H + h;
     const float* gL = L_.gl(smem_raw, b);
     T* out = state + unit * size + off;
+    store_acc_rows<T, NT>(out + r0 * ld + n0, ld, acc, stage);
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; e += 2) {  // (e, e + 1): two adjacent columns of one row
         const int i = row_of(e), j = col_of(nt, e);
-        store2(out + i * ld + j, acc[nt][e], acc[nt][e + 1]);
         if (is_k) {  // decay by column (slot)
           acc[nt][e] *= __expf(gL[j]);
           acc[nt][e + 1] *= __expf(gL[j + 1]);
