@@ -429,10 +429,7 @@ __global__ void __launch_bounds__(kThreads, 4) bwd_dqkv_kernel(
   }
   T* out = which == 0 ? dq + tokK : (which == 1 ? dk + tokK : dv + tokV);
   const int64_t row = which == 2 ? rowV : rowK;
-  for (int idx = threadIdx.x; idx < cp.L * kTile; idx += blockDim.x) {
-    const int t = idx / kTile, c = idx - t * kTile;
-    out[t * row + ct * kTile + c] = from_f<T>(Acc[t * L_.lda + c]);
-  }
+  store_tile(out + ct * kTile, row, Acc, L_.lda, cp.L, kTile);  // four at a time
 }
 
 template <typename T>

@@ -2,19 +2,20 @@
 // enough state tiles to fill the GPU.
 //
 // The two-pass route (local_states, then combine) writes every chunk's local
-// state in fp32, reads it back, and writes the chunk-start state over it: three
-// passes over a buffer of (K + V) * M floats per chunk and head. At M = 256 that
-// is 4 GB per call at T = 32K, bandwidth-bound (combine at 85% of DRAM). Here a
-// prep kernel, parallel over chunks, forms W = s e^{G_L - G} and the chunk
-// decays G_L; then a block owns one 32 x 64 tile of Hk or Hv of one sequence and
-// head, keeps it in shared memory (fp32), and walks the chunks in order: it
-// writes the tile as the chunk's start state, decays it by G_L and adds k^T W (or
-// W^T v). One state write per chunk and no local states; the next chunk's tiles
-// are copied (cp.async) during the current one. W lives in a [tokens, H, M] fp32
-// buffer that the caller has free at that point (p in the forward, dgca in the
-// backward), as T at the start of each row, so the walk takes no memory.
-// It needs N * H * tiles blocks to fill the GPU (B1 H4 K=V=256: M = 256 gives
-// 256, M = 64 only 64), so launch_chunk_states picks it by that count.
+// state, reads it back, and writes the chunk-start state over it: three passes
+// over a buffer of (K + V) * M values per chunk and head, bandwidth-bound at
+// M = 256. Here a prep kernel, parallel over chunks, forms W = s e^{G_L - G}
+// and the chunk decays G_L; then a block owns one 64-wide tile of Hk or Hv of
+// one sequence and head (64 x 64 at M >= 64), keeps it in registers (16-bit
+// inputs; shared memory for fp32), and walks the chunks in order: it writes
+// the tile as the chunk's start state, decays it by G_L and adds k^T W (or
+// W^T v). One state write per chunk and no local states; the tiles of the next
+// chunks are copied (cp.async) during the current one. W lives in a
+// [tokens, H, M] fp32 buffer that the caller has free at that point (p in the
+// forward, dgca in the backward), as T at the start of each row, so the walk
+// takes no memory. It needs N * H * tiles blocks to fill the GPU (B1 H4
+// K=V=256: M = 256 gives 128, M = 64 only 32), so launch_chunk_states picks it
+// by that count.
 #include <cstdlib>
 #include <cstring>
 
@@ -61,10 +62,14 @@ __global__ void __launch_bounds__(kThreads) walk_prep_kernel(
     gl[(cp.j * H + h) * M + m0 + m] = G[(kChunk - 1) * lde + m];
 }
 
-// Width of a walk tile along K or V: 32 gives B1 H4 K=V=256 M=256 256 blocks,
-// two per SM; the steps are latency-bound, so two blocks per SM walk about twice
-// as fast as one (64-wide tiles: 1.53 ms per call at T = 32K).
-constexpr int kWalkCols = 32;
+// Width of a walk tile along K or V. Once its copies and stores were cheap in
+// instructions the register walk became L2-bound (90% L2 throughput at M = 256
+// with 32-wide tiles): every block of a slot slice reads the chunk's W tile, so
+// 64-wide tiles read W half as often. A 64 x 64 tile is 16 warps' pieces, so the
+// register walk runs kWalkThreads threads, one block per SM (B1 H4 K=V=256
+// M=256: 128 blocks).
+constexpr int kWalkCols = 64;
+constexpr int kWalkThreads = 512;
 
 // Buffer sets of the register walk: a step is mostly the wait for its copies,
 // so they are issued kWalkStages - 1 steps ahead (15 KB a set at M = 256).
@@ -90,7 +95,7 @@ struct WalkSmem {
   }
   // The register walk's per-warp staging areas of its state stores (after the sets).
   __host__ __device__ static constexpr size_t stage_bytes() {
-    return (kThreads / 32) * static_cast<size_t>(kAccStageBytes<T, 2>);
+    return (kWalkThreads / 32) * static_cast<size_t>(kAccStageBytes<T, 2>);
   }
   __device__ T* stage(unsigned char* base, int warp) const {
     return x(base, stages) + warp * (kAccStageBytes<T, 2> / sizeof(T));
@@ -194,25 +199,26 @@ struct WalkTile {
 };
 
 // This thread's share of a chunk's copies for the register walk (16-bit T,
-// kThreads threads), every offset that does not depend on the chunk worked
+// kWalkThreads threads), every offset that does not depend on the chunk worked
 // out once. Nsight Compute (M = 256, T = 32K): the generic tile copies' per-call
 // index arithmetic and chunk_pos's 64-bit division were two thirds of the
 // walk's instructions, and the walk is issue-bound (51% of issue slots busy,
 // 7 cycles per instruction at two blocks per SM). A chunk is one group: its X
-// rows (kWalkCols T, four 16-byte pieces: one piece per thread), its W rows
-// (MS / 8 pieces each: MS / 32 per thread) and its decays G_L (MS / 4 pieces).
+// rows (kWalkCols T, eight 16-byte pieces: one piece per thread), its W rows
+// (MS / 8 pieces each: one per thread at MS = 64, half the threads at 32) and its
+// decays G_L (MS / 4 pieces).
 template <typename T>
 struct WalkCopies {
   static_assert(sizeof(T) == 2, "the register walk takes 16-bit inputs");
   static constexpr int kPer = 16 / sizeof(T);           // T per piece
   static constexpr int kXPieces = kWalkCols / kPer;     // per X row
-  static_assert(kChunk * kXPieces == kThreads, "one X piece per thread");
+  static_assert(kChunk * kXPieces == kWalkThreads, "one X piece per thread");
   const T* xbase;      // the tile's k or v columns at the sequence's first token
   const T* wbase;      // W's slot slice at the sequence's first token
   const float* glbase; // G_L's slot slice of the sequence's first chunk
   int64_t xrow, wrow;  // token strides of X and W (in T)
   int64_t glrow;       // G_L's chunk stride
-  int x_row, x_src, w_row, w_src, wn, w_rstep, w_sstep;
+  int x_row, x_src, w_row, w_src, w_rstep, w_sstep;
   unsigned x_dst, w_dst, w_dstep, gl_dst, x_set, w_set, gl_set;  // shared addresses; per set
   bool gl_on;
   int64_t seq_len;
@@ -232,10 +238,9 @@ struct WalkCopies {
     const int xc = (tid % kXPieces) * kPer;
     x_src = static_cast<int>(x_row * xrow) + xc;
     x_dst = static_cast<unsigned>(__cvta_generic_to_shared(L_.x(smem, 0) + x_row * L_.ldx + xc));
-    const int wp = MS / kPer;  // pieces per W row: 8 or 4, dividing kThreads
-    wn = kChunk * wp / kThreads;
+    const int wp = MS / kPer;  // pieces per W row: 8 or 4, dividing kWalkThreads
     w_row = tid / wp;
-    w_rstep = kThreads / wp;
+    w_rstep = kWalkThreads / wp;
     const int wc = (tid % wp) * kPer;
     w_src = static_cast<int>(w_row * wrow) + wc;
     w_sstep = static_cast<int>(w_rstep * wrow);
@@ -258,7 +263,7 @@ struct WalkCopies {
     cp_async_piece<16>(x_dst + b * x_set, x_row < L ? xs + x_src : xs, x_row < L ? 16 : 0);
     unsigned wd = w_dst + b * w_set;
     int src = w_src, r = w_row;
-    for (int i = 0; i < wn; ++i, src += w_sstep, r += w_rstep, wd += w_dstep)
+    for (; r < kChunk; src += w_sstep, r += w_rstep, wd += w_dstep)
       cp_async_piece<16>(wd, r < L ? ws + src : ws, r < L ? 16 : 0);
     if (gl_on) cp_async_piece<16>(gl_dst + b * gl_set, glbase + c * glrow, 16);
     async_commit();
@@ -327,15 +332,15 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
 }
 
 // The walk with the state tile in registers (16-bit inputs): each warp keeps a
-// 16 x (8 NT) piece of the 32 x 64 (or 32 x 32) tile as mma.sync accumulators,
+// 16 x (8 NT) piece of the 64 x 64 (or 64 x 32) tile as mma.sync accumulators,
 // writes it out as the chunk-start state, scales it by the decay in place and
 // adds its share of the chunk's product, so a step has no shared-memory round
 // trip of the state and one barrier besides the tile copies'. Same grid, tiles
 // and prep as state_walk_kernel. NT: n8 tiles per warp, 2 when the slot slice
-// is 64 wide, 1 at M = 32. (Two blocks per SM declared: without it ptxas kept 80
-// registers and spilled in the step loop.)
+// is 64 wide, 1 at M = 32. One block of kWalkThreads per SM: up to 128 registers
+// (at 80, an earlier version spilled in the step loop).
 template <typename T, int NT>
-__global__ void __launch_bounds__(kThreads, 2) state_walk_regs_kernel(
+__global__ void __launch_bounds__(kWalkThreads, 1) state_walk_regs_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
     const float* __restrict__ wbuf, const float* __restrict__ gl,
     const float* __restrict__ init_k, const float* __restrict__ init_v, T* __restrict__ hk,
@@ -414,7 +419,7 @@ void walk_typed(const Plan& p, const void* k, const void* v, const void* s, cons
     const size_t smem = WalkSmem<T>(M, kWalkStages, false).bytes();
     auto launch = [&](auto kernel) {
       set_smem(kernel, smem, "gsa state_walk_regs_kernel");
-      kernel<<<grid, kThreads, smem, stream>>>(
+      kernel<<<grid, kWalkThreads, smem, stream>>>(
           chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v),
           wbuf, p.gl, init_k, init_v, static_cast<T*>(p.hk), static_cast<T*>(p.hv), out_k, out_v);
     };
@@ -431,8 +436,8 @@ void walk_typed(const Plan& p, const void* k, const void* v, const void* s, cons
   RAVENSP_LAUNCH_CHECK("gsa state_walk_kernel");
 }
 
-// About one wave of two blocks per SM on an H100 (132 SMs).
-constexpr int64_t kWalkMinBlocks = 256;
+// About one wave of the register walk's blocks on an H100 (132 SMs, one each).
+constexpr int64_t kWalkMinBlocks = 128;
 
 // RAVENSP_GSA_STATES=walk or =scan forces a route (the tests run both);
 // otherwise the walk runs when its blocks fill the GPU about once.
