@@ -41,38 +41,22 @@ __global__ void __launch_bounds__(kThreads) walk_prep_kernel(
   const int h = blockIdx.y, MS = slice_of(M), m0 = blockIdx.z * MS, lde = ld_ew(MS);
   float* G = reinterpret_cast<float*>(smem_raw);
   const int64_t tokM = (cp.tok0 * H + h) * M, rowM = static_cast<int64_t>(H) * M;
+  chunk_decay<T>(G, lde, g + tokM + m0, rowM, cp.L, MS);
   // Four slots per thread, a fixed column per thread (MS / 4 divides the block):
   // 8- or 16-byte accesses and no index division (s is 8-byte aligned when the
-  // slot count is a multiple of 4 and s itself is; wbuf always is). The thread's
-  // s rows (at most four: 16 or 32 rows a pass) are loaded before the decay's g,
-  // so the two reads overlap instead of following each other.
-  const int quads = MS / 4, rstep = blockDim.x / quads, t0 = threadIdx.x / quads;
+  // slot count is a multiple of 4 and s itself is; wbuf always is).
+  const int quads = MS / 4;
   const bool vec = (reinterpret_cast<uintptr_t>(s) & (4 * sizeof(T) - 1)) == 0;
   const int m = (threadIdx.x % quads) * 4;
-  constexpr int kRows = 4;
-  static_assert(kRows * (kThreads / (kTile / 4)) >= kChunk, "kRows passes cover a chunk");
-  float4 sv[kRows];
-#pragma unroll
-  for (int i = 0; i < kRows; ++i) {
-    const int t = t0 + i * rstep;
-    const T* src = s + tokM + t * rowM + m0 + m;
-    sv[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (t < cp.L)
-      sv[i] = vec ? load4(src) : make_float4(to_f<T>(src[0]), to_f<T>(src[1]),
-                                             to_f<T>(src[2]), to_f<T>(src[3]));
-  }
-  chunk_decay<T>(G, lde, g + tokM + m0, rowM, cp.L, MS);
   const float* GLast = G + (kChunk - 1) * lde + m;
-#pragma unroll
-  for (int i = 0; i < kRows; ++i) {
-    const int t = t0 + i * rstep;
-    if (t < cp.L) {
-      float4 x = sv[i];
-      const float* Gt = G + t * lde + m;
-      x.x *= __expf(GLast[0] - Gt[0]), x.y *= __expf(GLast[1] - Gt[1]);
-      x.z *= __expf(GLast[2] - Gt[2]), x.w *= __expf(GLast[3] - Gt[3]);
-      store4(reinterpret_cast<T*>(wbuf + tokM + t * rowM) + m0 + m, x);
-    }
+  for (int t = threadIdx.x / quads; t < cp.L; t += blockDim.x / quads) {
+    const T* src = s + tokM + t * rowM + m0 + m;
+    float4 x = vec ? load4(src) : make_float4(to_f<T>(src[0]), to_f<T>(src[1]),
+                                              to_f<T>(src[2]), to_f<T>(src[3]));
+    const float* Gt = G + t * lde + m;
+    x.x *= __expf(GLast[0] - Gt[0]), x.y *= __expf(GLast[1] - Gt[1]);
+    x.z *= __expf(GLast[2] - Gt[2]), x.w *= __expf(GLast[3] - Gt[3]);
+    store4(reinterpret_cast<T*>(wbuf + tokM + t * rowM) + m0 + m, x);
   }
   for (int m = threadIdx.x; m < MS; m += blockDim.x)
     gl[(cp.j * H + h) * M + m0 + m] = G[(kChunk - 1) * lde + m];
