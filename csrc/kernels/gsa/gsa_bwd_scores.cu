@@ -145,14 +145,16 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     // Row t's R stays with one lane; a sliced DP row goes to du in the same pass
     // (a separate copy loop, index division included, was a fifth of the
     // kernel's instructions).
-    // A warp's p loads for two rows at a time are issued together (one round
-    // trip per pair of rows; MS is 32 or 64, so at most two per lane and row).
-    for (int t2 = warp; t2 < kChunk; t2 += 2 * (kThreads / 32)) {
-      float pv[2][2], acc[2] = {0.f, 0.f};
+    // A warp's p loads for kRowBatch rows at a time are issued together (one
+    // round trip per batch; MS is 32 or 64, so at most two per lane and row).
+    constexpr int kRowBatch = 4, kWarps = kThreads / 32;
+    for (int tb = warp; tb < kChunk; tb += kRowBatch * kWarps) {
+      float pv[kRowBatch][2], acc[kRowBatch];
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int t = t2 + r * (kThreads / 32);
+      for (int r = 0; r < kRowBatch; ++r) {
+        const int t = tb + r * kWarps;
         const int64_t row = tokM + t * rowM + m0;
+        acc[r] = 0.f;
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
           const int m = lane + 32 * i;
@@ -160,8 +162,8 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
         }
       }
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int t = t2 + r * (kThreads / 32);
+      for (int r = 0; r < kRowBatch; ++r) {
+        const int t = tb + r * kWarps;
         const int64_t row = tokM + t * rowM + m0;
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
@@ -220,11 +222,14 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     const int m = threadIdx.x % M, seg = threadIdx.x / M;
     const bool active = seg < nseg;
     const int ta = seg * seg_len, tb = min(ta + seg_len, cp.L);
-    float gsum = 0.f;
-    if (active)
-      for (int t = ta; t < tb; ++t) gsum += to_f(g[tokM + t * rowM + m]);
-    if (active) Seg[seg * M + m] = gsum;
-    __syncthreads();
+    // Only the segments before the last need their sums (none at M = 256).
+    if (nseg > 1) {
+      float gsum = 0.f;
+      if (seg < nseg - 1)
+        for (int t = ta; t < tb; ++t) gsum += to_f(g[tokM + t * rowM + m]);
+      if (active) Seg[seg * M + m] = gsum;
+      __syncthreads();
+    }
     if (active) {
       float G = 0.f;
       for (int j = 0; j < seg; ++j) G += Seg[j * M + m];
@@ -232,7 +237,7 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       // trip per batch instead of one per token (Nsight Compute at M = 256: this
       // loop's wait on p was the kernel's largest stall). seg_len (8 to 64) is a
       // multiple of kBatch.
-      constexpr int kBatch = 2;
+      constexpr int kBatch = 4;
       for (int t0 = ta; t0 < ta + seg_len; t0 += kBatch) {
         float gv[kBatch], pv[kBatch], dpv[kBatch];
 #pragma unroll
