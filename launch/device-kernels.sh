@@ -14,7 +14,8 @@
 # samples per CUDA source line of those kernels (source_<n>.csv, top lines in the log);
 # RAVENSP_NCU_COUNT=<n> profiles the first n launches that match (default 2);
 # RAVENSP_NCU_M=<slots> runs both ncu cases at that M instead of 64.
-# RAVENSP_BENCH_ROUTES="walk scan" adds one benchmark per chunk-state route (below).
+# RAVENSP_BENCH_ROUTES="walk scan" adds one benchmark per chunk-state route (below), of
+# the shapes in RAVENSP_ROUTE_SHAPES (default: the bench's).
 set -uo pipefail
 OUT=${OUT:-/tmp/ravensp-out}
 mkdir -p "$OUT"
@@ -108,7 +109,8 @@ fi
 for route in ${RAVENSP_BENCH_ROUTES:-}; do
   start=$(date +%s)
   RAVENSP_GSA_STATES=$route PYTHONPATH=$PWD/.fla:$PYTHONPATH python3 -m ravensp.bench.kernels \
-    --out "$OUT/kernels_$route.json" --shapes "$SHAPES" --profile > "$OUT/bench_$route.log" 2>&1
+    --out "$OUT/kernels_$route.json" --shapes "${RAVENSP_ROUTE_SHAPES:-$SHAPES}" --profile \
+    > "$OUT/bench_$route.log" 2>&1
   echo "bench ($route route) rc=$? in $(( $(date +%s) - start )) s"
   grep -E "speedup|ravensp " "$OUT/bench_$route.log" | tail -21
   grep -E "state_walk|walk_prep|local_states|combine" "$OUT/bench_$route.log" |
