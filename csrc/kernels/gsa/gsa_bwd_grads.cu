@@ -175,10 +175,12 @@ struct DsStateSmem {
 // chunk} (dgca - s ds_state)_t' plus, at the last token, the decay term
 // sum Hk_end dHk_end + sum Hv_end dHv_end per slot. It leaves W = s e^{G_L - G}
 // at w_row, the operand of the state parts of dk and dv.
-// Two blocks per SM declared (73 KB of shared memory would allow three): at
-// three, its 80-register cap left no room for the fused tail below.
+// Three blocks per SM: 73 KB of shared memory (four at 54 KB without the
+// pipeline's second buffer set). At its 80-register cap ptxas keeps a few
+// values in local memory (60 bytes, L1-resident); two blocks per SM without
+// them were 10% slower at M = 256 and 20% at B8 H16 K=V=64.
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 2) bwd_ds_state_kernel(
+__global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
     const T* __restrict__ s, const T* __restrict__ g, const T* __restrict__ hk,
     const T* __restrict__ hv, const float* __restrict__ fin_k,
