@@ -176,9 +176,7 @@ struct DsStateSmem {
 // sum Hk_end dHk_end + sum Hv_end dHv_end per slot. It leaves W = s e^{G_L - G}
 // at w_row, the operand of the state parts of dk and dv.
 // Three blocks per SM: 73 KB of shared memory (four at 54 KB without the
-// pipeline's second buffer set). At its 80-register cap ptxas keeps a few
-// values in local memory (60 bytes, L1-resident); two blocks per SM without
-// them were 10% slower at M = 256 and 20% at B8 H16 K=V=64.
+// pipeline's second buffer set).
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
     ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
@@ -314,13 +312,11 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
     }
   }
   async_wait();
-  // ds, the dg summand and W = s e^{G_L - G} (the operand of dk and dv) share
-  // the decay factor. (W's bytes are no row this kernel still reads: w_row.)
   for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
     const int t = idx / MS, m = idx - t * MS;
     const int64_t at = tokM + t * rowM + m0 + m;
-    const float e = __expf(Gs[(kChunk - 1) * L_.lde + m] - Gs[t * L_.lde + m]);
-    const float dst = e * Xc[t * L_.ldc + m];
+    const float GL = Gs[(kChunk - 1) * L_.lde + m];
+    const float dst = __expf(GL - Gs[t * L_.lde + m]) * Xc[t * L_.ldc + m];
     ds[at] = from_f<T>(to_f<T>(Dsraw[t * MS + m]) + dst);
     float dgc = Dg[t * L_.lde + m] - Ss[t * L_.lde + m] * dst;
     if (t == cp.L - 1) {
@@ -328,27 +324,20 @@ __global__ void __launch_bounds__(kThreads, 3) bwd_ds_state_kernel(
       dgc += red[kThreads + m];
     }
     Dg[t * L_.lde + m] = dgc;
-    w_row<T>(du, dgca, tokM + t * rowM, M)[m0 + m] = from_f<T>(Ss[t * L_.lde + m] * e);
   }
   __syncthreads();
-  // dg_t = sum_{t' >= t} Dg_t': warp w sums tokens [8 w, + 8) of every slot (lane =
-  // slot), then adds the later segments' sums (one token per thread at a time
-  // was 64 dependent steps for 32 threads while the rest of the block waited).
-  {
-    static_assert(MS == 32 && (kThreads / 32) * 8 == kChunk, "a warp per 8 tokens, a lane per slot");
-    const int m = threadIdx.x & 31, ta = (threadIdx.x >> 5) * 8, seg = threadIdx.x >> 5;
-    float part = 0.f;
-#pragma unroll
-    for (int t = ta; t < ta + 8; ++t) part += Dg[t * L_.lde + m];  // rows >= L are 0
-    red[seg * MS + m] = part;  // red's decay sums were read before the barrier above
-    __syncthreads();
+  for (int m = threadIdx.x; m < MS; m += blockDim.x) {
     float acc = 0.f;
-    for (int j = seg + 1; j < kThreads / 32; ++j) acc += red[j * MS + m];
-#pragma unroll
-    for (int t = ta + 7; t >= ta; --t) {
+    for (int t = cp.L - 1; t >= 0; --t) {
       acc += Dg[t * L_.lde + m];
-      if (t < cp.L) dg[tokM + t * rowM + m0 + m] = from_f<T>(acc);
+      dg[tokM + t * rowM + m0 + m] = from_f<T>(acc);
     }
+  }
+  // W = s e^{G_L - G}, the operand of dk and dv.
+  for (int idx = threadIdx.x; idx < cp.L * MS; idx += blockDim.x) {
+    const int t = idx / MS, m = idx - t * MS;
+    w_row<T>(du, dgca, tokM + t * rowM, M)[m0 + m] = from_f<T>(
+        Ss[t * L_.lde + m] * __expf(Gs[(kChunk - 1) * L_.lde + m] - Gs[t * L_.lde + m]));
   }
 }
 
