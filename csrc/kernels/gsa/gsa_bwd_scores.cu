@@ -25,9 +25,10 @@ namespace {
 //    slice's decay and s in fp32), Op (a state tile, then a q tile), Xs and Ys;
 //  - local gradients: Ow = scale e^G du and Pw = p e^G over all M slots in T
 //    (the operands of dHk and dHv), two token tiles, and a staging area (an
-//    fp32 tile for fp32 inputs, the warps' 512-byte store areas for 16-bit). With one slot slice DP is still live there, so Ow, Pw,
-//    the tiles and the staging sit in Op, A, Xs / Ys and Us; with several they
-//    start after the header.
+//    fp32 tile for fp32 inputs, the warps' 512-byte store areas for 16-bit).
+//    With one slot slice DP is still live there, so Ow, Pw, the tiles and the
+//    staging sit in Op, A, Xs / Ys and Us; with several they start after the
+//    header.
 // Two blocks per SM at any M (113 KB at bf16). The decay and s rows are an even
 // number of floats (ld_of): the intra helpers read two slots per load.
 template <typename T>
@@ -58,7 +59,7 @@ struct ScoresSmem {
     // The staging: fp32 tiles for fp32 inputs, the warps' store_acc_rows areas for 16-bit.
     if (M > MS)
       total = max_of(total, off_stage + (sizeof(T) == 4 ? kChunk * kStageLd * 4
-                                                         : (kThreads / 32) * 16 * 16 * sizeof(T)));
+                                                         : (kThreads / 32) * kAccStageBytes<T, 2>));
   }
   __host__ __device__ size_t bytes() const { return total; }
 };
@@ -144,9 +145,9 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
                       reinterpret_cast<float*>(Xs));
     // Row t's R stays with one lane; a sliced DP row goes to du in the same pass
     // (a separate copy loop, index division included, was a fifth of the
-    // kernel's instructions).
-    // A warp's p loads for kRowBatch rows at a time are issued together (one
-    // round trip per batch; MS is 32 or 64, so at most two per lane and row).
+    // kernel's instructions). A warp's p loads for kRowBatch rows are issued
+    // together: one round trip per batch (MS is 32 or 64: at most two per lane
+    // and row).
     constexpr int kRowBatch = 4, kWarps = kThreads / 32;
     for (int tb = warp; tb < kChunk; tb += kRowBatch * kWarps) {
       float pv[kRowBatch][2], acc[kRowBatch];

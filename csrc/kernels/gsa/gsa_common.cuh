@@ -231,10 +231,6 @@ __device__ __forceinline__ void convert_tile(Tdst* dst, int ldd, const Tsrc* src
   }
 }
 
-// Issues the cp.async copies of a rows x cols tile in kBytes pieces (16: .cg,
-// past L1; 4: .ca, for destinations of any leading dimension) and commits them
-// as one group. A row past the valid ones copies 0 bytes from the tile's first
-// row (a valid address) and zero-fills its piece.
 // One cp.async piece: kBytes from `from` to shared address d, or zeros when n
 // is 0 (`from` must still be a valid address).
 template <int kBytes>
@@ -252,6 +248,10 @@ __device__ __forceinline__ void async_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
+// Issues the cp.async copies of a rows x cols tile in kBytes pieces (16: .cg,
+// past L1; 4: .ca, for destinations of any leading dimension) and commits them
+// as one group. A row past the valid ones copies 0 bytes from the tile's first
+// row (a valid address) and zero-fills its piece.
 template <int kBytes, typename T>
 __device__ __forceinline__ void async_rows(T* dst, int ld, const T* src, int64_t stride, int rows,
                                            int valid, int cols) {
