@@ -71,7 +71,8 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     const T* __restrict__ g, const T* __restrict__ dout, const float* __restrict__ p,
     const float* __restrict__ lse, const T* __restrict__ hv, float* __restrict__ du,
     float* __restrict__ dgca, T* __restrict__ dhk, T* __restrict__ dhv,
-    float* __restrict__ qk_out, float* __restrict__ dov_out) {
+    float* __restrict__ qk_out, float* __restrict__ dov_out, T* __restrict__ ow_out,
+    T* __restrict__ pw_out) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   constexpr bool kTC = sizeof(T) == 2;  // TF32 tensor cores for the intra-chunk products
   const ScoresSmem<T> L_(M);
@@ -214,7 +215,9 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
     if (z < nk) async_tile(dst, L_.ldx, q + tokK + z * kTile, rowK, kChunk, cp.L, kTile);
     else async_tile(dst, L_.ldx, dout + tokV + (z - nk) * kTile, rowV, kChunk, cp.L, kTile);
   };
-  token_tile(0, Tk0);
+  // With ow_out the reverse walk forms the state gradients from Ow and Pw.
+  const bool to_walk = ow_out != nullptr;
+  if (!to_walk) token_tile(0, Tk0);
   {
     // du, p dp + u du and the operands, one slot per thread and a segment of the
     // chunk's tokens, the decay G summed along it (after the segments before it).
@@ -273,6 +276,17 @@ __global__ void __launch_bounds__(kThreads, 2) bwd_scores_kernel(
       }
     }
   }
+  if (to_walk) {  // Ow and Pw out, 16 bytes at a time; rows >= L stay unwritten
+    __syncthreads();
+    const int pieces = M * static_cast<int>(sizeof(T)) / 16;  // per row
+    for (int idx = threadIdx.x; idx < cp.L * pieces; idx += blockDim.x) {
+      const int t = idx / pieces, c = (idx - t * pieces) * (16 / static_cast<int>(sizeof(T)));
+      const int64_t at = tokM + t * rowM + c;
+      *reinterpret_cast<uint4*>(ow_out + at) = *reinterpret_cast<const uint4*>(Ow + t * ldw + c);
+      *reinterpret_cast<uint4*>(pw_out + at) = *reinterpret_cast<const uint4*>(Pw + t * ldw + c);
+    }
+    return;
+  }
   // (Tile 0 is already on its way; the pipeline's first wait covers it.)
   pipelined_steps(
       nk + nv,
@@ -323,7 +337,8 @@ void scores_typed(const Plan& pl, const GsaBwdParams& P, const float* p, const f
       static_cast<const T*>(P.q), static_cast<const T*>(P.k), static_cast<const T*>(P.v),
       static_cast<const T*>(P.s), static_cast<const T*>(P.g), static_cast<const T*>(P.d_o), p,
       lse, static_cast<const T*>(pl.hv), b.du, b.dgca,
-      static_cast<T*>(b.dhk), static_cast<T*>(b.dhv), b.bm, b.a2);
+      static_cast<T*>(b.dhk), static_cast<T*>(b.dhv), b.bm, b.a2, static_cast<T*>(b.ow),
+      static_cast<T*>(b.pw));
   RAVENSP_LAUNCH_CHECK("gsa bwd_scores_kernel");
 }
 

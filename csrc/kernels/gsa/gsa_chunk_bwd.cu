@@ -1,8 +1,8 @@
 // Chunked GSA backward on CUDA: the chunk-start states (the forward's, when it
 // kept them, else recomputed: local states + forward scan, or the walk),
-// per-chunk du and local state gradients, reverse scan of the state gradients,
-// then per chunk the intra-chunk ds and pair matrices, the
-// state part of ds and dg, and dq/dk/dv. When p is not given
+// per-chunk du, the end-state gradients (a reverse walk, or local state
+// gradients and a reverse scan), then per chunk the intra-chunk ds and pair
+// matrices, the state part of ds and dg, and dq/dk/dv. When p is not given
 // (the recurrent op's backward), pass 1 of the forward recomputes it first.
 #include "kernels/gsa/gsa_common.cuh"
 #include "kernels/gsa/gsa_cuda.h"
@@ -13,8 +13,10 @@ namespace {
 
 // p_ws / lse_ws: where pass 1 recomputes p and its row log-sum-exp when the
 // forward saved no p (the recurrent op's backward) or no lse; nullptr otherwise.
+// walk_back: room for the reverse walk's operands where it runs (not in the
+// split backward, whose end-state gradients arrive after the local ones).
 gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::BwdBufs& b,
-                         float** p_ws, float** lse_ws) {
+                         float** p_ws, float** lse_ws, bool walk_back) {
   gsa_cuda::Plan pl = gsa_cuda::make_plan(P.shape, P.dtype);
   // The forward's states, when kept, are read only from here on.
   gsa_cuda::carve_plan(pl, c, const_cast<void*>(P.states), &b.fin_k, &b.fin_v);
@@ -33,6 +35,10 @@ gsa_cuda::Plan carve_bwd(const GsaBwdParams& P, gsa_cuda::Carver& c, gsa_cuda::B
   const bool recompute = P.p == nullptr || P.lse == nullptr;
   *p_ws = recompute ? c.take<float>(pl.tokens * pl.H * pl.M) : nullptr;
   *lse_ws = recompute ? c.take<float>(pl.tokens * pl.H) : nullptr;
+  if (walk_back && gsa_cuda::use_reverse_walk(pl)) {
+    b.ow = c.take_raw(pl.tokens * pl.H * pl.M, gsa_cuda::state_bytes(pl.dtype));
+    b.pw = c.take_raw(pl.tokens * pl.H * pl.M, gsa_cuda::state_bytes(pl.dtype));
+  }
   return pl;
 }
 
@@ -42,7 +48,7 @@ size_t gsa_chunk_bwd_workspace_bytes(const GsaBwdParams& P) {
   gsa_cuda::Carver c(nullptr);
   gsa_cuda::BwdBufs b;
   float *p_ws = nullptr, *lse_ws = nullptr;
-  carve_bwd(P, c, b, &p_ws, &lse_ws);
+  carve_bwd(P, c, b, &p_ws, &lse_ws, true);
   return c.bytes();
 }
 
@@ -57,10 +63,11 @@ void check_bwd(const char* fn, const GsaBwdParams& P) {
   gsa_cuda::check_state_route();
 }
 
-// Up to the reverse scan: the forward's chunk states from hk0/hv0 (unless the
-// forward kept them), p (and its log-sum-exp) when the forward did not save it,
-// du and the local state gradients, then the scan from the end-state gradient (end_k, end_v; nullptr
-// = zero). Returns p.
+// Up to the end-state gradients: the forward's chunk states from hk0/hv0 (unless
+// the forward kept them), p (and its log-sum-exp) when the forward did not save
+// it, du, then the end-state gradients from end_k, end_v (nullptr = zero): by the
+// reverse walk where carve_bwd made room for its operands (b.ow), else as local
+// state gradients and a reverse scan. Returns p.
 const float* bwd_front(const gsa_cuda::Plan& pl, const GsaBwdParams& P,
                        const gsa_cuda::BwdBufs& b, float* p_ws, float* lse_ws,
                        const float* end_k, const float* end_v, float* gcum,
@@ -86,8 +93,13 @@ const float* bwd_front(const gsa_cuda::Plan& pl, const GsaBwdParams& P,
     lse = lse_ws;
   }
   gsa_cuda::launch_bwd_scores(pl, P, p, lse, b, stream);
-  gsa_cuda::launch_combine(pl, true, b.dhk, b.dhv, end_k, end_v, static_cast<float*>(P.dhk0),
-                           static_cast<float*>(P.dhv0), stream, gcum);
+  if (b.ow != nullptr)
+    gsa_cuda::launch_reverse_walk(pl, P.q, P.d_o, b.ow, b.pw, end_k, end_v,
+                                  static_cast<float*>(P.dhk0), static_cast<float*>(P.dhv0), b.dhk,
+                                  b.dhv, stream);
+  else
+    gsa_cuda::launch_combine(pl, true, b.dhk, b.dhv, end_k, end_v, static_cast<float*>(P.dhk0),
+                             static_cast<float*>(P.dhv0), stream, gcum);
   return p;
 }
 
@@ -98,7 +110,7 @@ void gsa_chunk_bwd_cuda(const GsaBwdParams& P, void* workspace, cudaStream_t str
   gsa_cuda::Carver c(workspace);
   gsa_cuda::BwdBufs b;
   float *p_ws = nullptr, *lse_ws = nullptr;
-  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws, &lse_ws);
+  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws, &lse_ws, true);
   const float* p = bwd_front(pl, P, b, p_ws, lse_ws, static_cast<const float*>(P.dhkT),
                              static_cast<const float*>(P.dhvT), nullptr, stream);
   gsa_cuda::launch_bwd_pairs(pl, P, p, b, stream);
@@ -110,7 +122,7 @@ size_t gsa_chunk_bwd_split_workspace_bytes(const GsaBwdParams& P) {
   gsa_cuda::Carver c(nullptr);
   gsa_cuda::BwdBufs b;
   float *p_ws = nullptr, *lse_ws = nullptr;
-  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws, &lse_ws);
+  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws, &lse_ws, false);
   c.take<float>(pl.NC * pl.H * pl.M);
   return c.bytes();
 }
@@ -123,7 +135,7 @@ void gsa_chunk_bwd_split_cuda(const GsaBwdParams& P, SplitPhase phase, void* wor
   gsa_cuda::Carver c(workspace);
   gsa_cuda::BwdBufs b;
   float *p_ws = nullptr, *lse_ws = nullptr;
-  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws, &lse_ws);
+  gsa_cuda::Plan pl = carve_bwd(P, c, b, &p_ws, &lse_ws, false);
   float* gcum = c.take<float>(pl.NC * pl.H * pl.M);
   const float* p = P.p != nullptr ? static_cast<const float*>(P.p) : p_ws;
   switch (phase) {

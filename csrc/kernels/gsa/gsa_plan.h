@@ -72,6 +72,11 @@ struct BwdBufs {
   // du_tm and a2 = the same with p, the operands of bwd_dqkv.
   float* bm = nullptr;
   float* a2 = nullptr;
+  // [tokens, H, M] of T: scale e^G du and p e^G as bwd_scores forms them, the
+  // reverse walk's operands (nullptr: bwd_scores forms the local state gradients
+  // itself and the reverse combine scans them).
+  void* ow = nullptr;
+  void* pw = nullptr;
 };
 
 // Sizes and the chunk count of a call (cu_seqlens_host gives packed lengths).
@@ -116,6 +121,17 @@ void launch_combine(const Plan& plan, bool reverse, void* bk, void* bv, const fl
 // Raises unless RAVENSP_GSA_STATES is unset, 'walk' or 'scan' (the entry points
 // call it before any launch).
 void check_state_route();
+// The backward's end-state gradients by a reverse walk over the chunks (16-bit
+// inputs, where the forward would walk): dhk/dhv[c] = the gradient at chunk c's
+// end state, from end_k/end_v (the final states' gradients; nullptr = zero),
+// with chunk c's own part q^T ow and pw^T dO, ow = scale e^G du and pw = p e^G
+// ([tokens, H, M] of T, as bwd_scores leaves them); d0_k/d0_v (nullptr = not
+// wanted) get the initial states' gradients. Replaces bwd_scores' local state
+// gradients and the reverse combine.
+bool use_reverse_walk(const Plan& plan);
+void launch_reverse_walk(const Plan& plan, const void* q, const void* dout, const void* ow,
+                         const void* pw, const float* end_k, const float* end_v, float* d0_k,
+                         float* d0_v, void* dhk, void* dhv, cudaStream_t stream);
 void launch_chunk_states(const Plan& plan, const void* k, const void* v, const void* s,
                          const void* g, const float* init_k, const float* init_v, float* out_k,
                          float* out_v, float* scratch, cudaStream_t stream);

@@ -200,6 +200,18 @@ struct WalkTile {
   }
 };
 
+// What the register walk multiplies, and in which order it takes the chunks.
+// Forward (chunk-start states): X = k for Hk and v for Hv, W = s e^{G_L - G}
+// for both, as T at the start of each fp32 token row of the prep's buffer
+// (wrow = 2 H M). Backward (end-state gradients, reverse): X = q for dHk and dO
+// for dHv, W = scale e^G du for dHk and p e^G for dHv, rows of T (wrow = H M).
+template <typename T>
+struct WalkOperands {
+  const T *xk, *xv, *wk, *wv;
+  int64_t wrow;  // W's token stride in T; a head's rows are wrow / H apart
+  bool reverse;
+};
+
 // This thread's share of a chunk's copies for the register walk (16-bit T,
 // kWalkThreads threads), every offset that does not depend on the chunk worked
 // out once. Nsight Compute (M = 256, T = 32K, 32-wide tiles at two blocks per
@@ -215,24 +227,25 @@ struct WalkCopies {
   static constexpr int kPer = 16 / sizeof(T);           // T per piece
   static constexpr int kXPieces = kWalkCols / kPer;     // per X row
   static_assert(kChunk * kXPieces == kWalkThreads, "one X piece per thread");
-  const T* xbase;      // the tile's k or v columns at the sequence's first token
+  const T* xbase;      // the tile's X columns at the sequence's first token
   const T* wbase;      // W's slot slice at the sequence's first token
   const float* glbase; // G_L's slot slice of the sequence's first chunk
   int64_t xrow, wrow;  // token strides of X and W (in T)
   int64_t glrow;       // G_L's chunk stride
-  int x_row, x_src, w_row, w_src, w_rstep, w_sstep;
+  int x_row, x_src, w_row, w_src, w_rstep, w_sstep, nc;
   unsigned x_dst, w_dst, w_dstep, gl_dst, x_set, w_set, gl_set;  // shared addresses; per set
-  bool gl_on;
+  bool gl_on, reverse;
   int64_t seq_len;
 
   __device__ WalkCopies(const WalkTile<T>& wt, const WalkSmem<T>& L_, unsigned char* smem, int H,
-                        int K, int V, int M, const T* k, const T* v, const float* wbuf,
-                        const float* gl) {
+                        int K, int V, int M, const WalkOperands<T>& op, const float* gl) {
     const int tid = threadIdx.x, xdim = wt.is_k ? K : V, MS = wt.MS;
     xrow = static_cast<int64_t>(H) * xdim;
-    wrow = static_cast<int64_t>(H) * M * (4 / sizeof(T));  // W rows: T at each fp32 row start
-    xbase = (wt.is_k ? k : v) + wt.seq_tok0 * xrow + wt.h * xdim + wt.ct * kWalkCols;
-    wbase = reinterpret_cast<const T*>(wbuf + (wt.seq_tok0 * H + wt.h) * M) + wt.m0;
+    wrow = op.wrow;
+    xbase = (wt.is_k ? op.xk : op.xv) + wt.seq_tok0 * xrow + wt.h * xdim + wt.ct * kWalkCols;
+    wbase = (wt.is_k ? op.wk : op.wv) + wt.seq_tok0 * wrow + wt.h * (wrow / H) + wt.m0;
+    nc = wt.nc;
+    reverse = op.reverse;
     glrow = static_cast<int64_t>(H) * M;
     glbase = gl + (wt.first * H + wt.h) * M + wt.m0 + 4 * threadIdx.x;
     seq_len = wt.seq_len;
@@ -254,9 +267,12 @@ struct WalkCopies {
     w_set = static_cast<unsigned>(kChunk * L_.ldw * sizeof(T));
     gl_set = static_cast<unsigned>(kTile * sizeof(float));
   }
-  // Chunk c of the sequence into buffer set b, one commit group; rows past the
+  // The sequence's chunk at walk step c (from the end when reverse).
+  __device__ __forceinline__ int chunk_at(int c) const { return reverse ? nc - 1 - c : c; }
+  // Step c's chunk into buffer set b, one commit group; rows past the
   // sequence's end are zero-filled (from the chunk's first row).
-  __device__ __forceinline__ void operator()(int c, int b) const {
+  __device__ __forceinline__ void operator()(int step, int b) const {
+    const int c = chunk_at(step);
     const int64_t t0 = static_cast<int64_t>(c) * kChunk;
     const int64_t left = seq_len - t0;
     const int L = left < kChunk ? static_cast<int>(left) : kChunk;
@@ -343,17 +359,17 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
 // (at 80, an earlier version spilled in the step loop).
 template <typename T, int NT>
 __global__ void __launch_bounds__(kWalkThreads, 1) state_walk_regs_kernel(
-    ChunkMap cm, int H, int K, int V, int M, const T* __restrict__ k, const T* __restrict__ v,
-    const float* __restrict__ wbuf, const float* __restrict__ gl,
-    const float* __restrict__ init_k, const float* __restrict__ init_v, T* __restrict__ hk,
-    T* __restrict__ hv, float* __restrict__ out_k, float* __restrict__ out_v) {
+    ChunkMap cm, int H, int K, int V, int M, const WalkOperands<T> op,
+    const float* __restrict__ gl, const float* __restrict__ init_k,
+    const float* __restrict__ init_v, T* __restrict__ hk, T* __restrict__ hv,
+    float* __restrict__ out_k, float* __restrict__ out_v) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
   const WalkSmem<T> L_(M, kWalkStages, false);
   const WalkTile<T> wt(cm, K, V, M);
   const bool is_k = wt.is_k;
   const int cols = wt.cols, nc = wt.nc, h = wt.h;
   const int64_t size = wt.size, ld = wt.ld, off = wt.off, first = wt.first;
-  const WalkCopies<T> issue(wt, L_, smem_raw, H, K, V, M, k, v, wbuf, gl);
+  const WalkCopies<T> issue(wt, L_, smem_raw, H, K, V, M, op, gl);
   // This warp's piece: rows [r0, +16), columns [n0, +8 NT) of the tile.
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
   const int groups = cols / (8 * NT), r0 = (warp / groups) * 16, n0 = (warp % groups) * 8 * NT;
@@ -372,7 +388,7 @@ __global__ void __launch_bounds__(kWalkThreads, 1) state_walk_regs_kernel(
   T* state = is_k ? hk : hv;
   for (int c = 0; c < nc; ++c) {
     const int b = wt.template begin_step_deep<kWalkStages>(c, issue);
-    const int64_t unit = (first + c) * H + h;
+    const int64_t unit = (first + issue.chunk_at(c)) * H + h;
     const float* gL = L_.gl(smem_raw, b);
     T* out = state + unit * size + off;
     store_acc_rows<T, NT>(out + r0 * ld + n0, ld, acc, stage);
@@ -421,9 +437,13 @@ void walk_typed(const Plan& p, const void* k, const void* v, const void* s, cons
     const size_t smem = WalkSmem<T>(M, kWalkStages, false).bytes();
     auto launch = [&](auto kernel) {
       set_smem(kernel, smem, "gsa state_walk_regs_kernel");
-      kernel<<<grid, kWalkThreads, smem, stream>>>(
-          chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v),
-          wbuf, p.gl, init_k, init_v, static_cast<T*>(p.hk), static_cast<T*>(p.hv), out_k, out_v);
+      const T* w = reinterpret_cast<const T*>(wbuf);
+      const WalkOperands<T> op{static_cast<const T*>(k), static_cast<const T*>(v), w, w,
+                               p.H * p.M * static_cast<int64_t>(sizeof(float) / sizeof(T)),
+                               false};
+      kernel<<<grid, kWalkThreads, smem, stream>>>(chunk_map(p), p.H, p.K, p.V, p.M, op, p.gl,
+                                                   init_k, init_v, static_cast<T*>(p.hk),
+                                                   static_cast<T*>(p.hv), out_k, out_v);
     };
     if (MS == kTile) launch(state_walk_regs_kernel<T, 2>);
     else launch(state_walk_regs_kernel<T, 1>);
@@ -451,7 +471,44 @@ bool use_walk(const Plan& p) {
   return p.N * p.H * tiles >= kWalkMinBlocks;
 }
 
+template <typename T>
+void reverse_walk_typed(const Plan& p, const void* q, const void* dout, const void* ow,
+                        const void* pw, const float* end_k, const float* end_v, float* d0_k,
+                        float* d0_v, void* dhk, void* dhv, cudaStream_t stream) {
+  const int MS = slice_of(static_cast<int>(p.M)), nm = static_cast<int>(p.M) / MS;
+  const int64_t tiles = (p.K / kWalkCols) * nm + nm * (p.V / kWalkCols);
+  const dim3 grid(static_cast<unsigned>(p.N * tiles), static_cast<unsigned>(p.H));
+  const size_t smem = WalkSmem<T>(static_cast<int>(p.M), kWalkStages, false).bytes();
+  const WalkOperands<T> op{static_cast<const T*>(q), static_cast<const T*>(dout),
+                           static_cast<const T*>(ow), static_cast<const T*>(pw), p.H * p.M, true};
+  auto launch = [&](auto kernel) {
+    set_smem(kernel, smem, "gsa state_walk_regs_kernel (reverse)");
+    kernel<<<grid, kWalkThreads, smem, stream>>>(chunk_map(p), p.H, p.K, p.V, p.M, op, p.gl,
+                                                 end_k, end_v, static_cast<T*>(dhk),
+                                                 static_cast<T*>(dhv), d0_k, d0_v);
+  };
+  if (MS == kTile) launch(state_walk_regs_kernel<T, 2>);
+  else launch(state_walk_regs_kernel<T, 1>);
+  RAVENSP_LAUNCH_CHECK("gsa state_walk_regs_kernel (reverse)");
+}
+
 }  // namespace
+
+bool use_reverse_walk(const Plan& p) {
+  return (p.dtype == DType::kBFloat16 || p.dtype == DType::kFloat16) && use_walk(p);
+}
+
+void launch_reverse_walk(const Plan& p, const void* q, const void* dout, const void* ow,
+                         const void* pw, const float* end_k, const float* end_v, float* d0_k,
+                         float* d0_v, void* dhk, void* dhv, cudaStream_t stream) {
+  RAVENSP_CHECK(use_reverse_walk(p), "gsa reverse walk: needs 16-bit inputs and the walk route, "
+                "got dtype ", dtype_name(p.dtype));
+  if (p.dtype == DType::kBFloat16)
+    reverse_walk_typed<__nv_bfloat16>(p, q, dout, ow, pw, end_k, end_v, d0_k, d0_v, dhk, dhv,
+                                      stream);
+  else
+    reverse_walk_typed<__half>(p, q, dout, ow, pw, end_k, end_v, d0_k, d0_v, dhk, dhv, stream);
+}
 
 void check_state_route() {
   const char* env = std::getenv("RAVENSP_GSA_STATES");
