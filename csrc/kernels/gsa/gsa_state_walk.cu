@@ -146,41 +146,32 @@ struct WalkTile {
     seq_tok0 = cm.cu == nullptr ? n * cm.seqlen : cm.cu[n];
     seq_len = cm.cu == nullptr ? cm.seqlen : cm.cu[n + 1] - seq_tok0;
   }
-  // Step c: chunk c + 1's copies started into the other buffer set (last read by
-  // chunk c - 1), chunk c's landed and visible to the block. Returns c's set.
-  template <typename Issue>
-  __device__ __forceinline__ int begin_step(int c, Issue& issue) const {
-    const int b = c & 1;
-    if (c + 1 < nc) {
-      issue(c + 1, b ^ 1);
-      async_wait_older<3>();  // issue commits three groups per chunk
-    } else {
-      async_wait();
-    }
-    return b;
-  }
-  // The same with kStages buffer sets, chunks kStages - 1 ahead, for an issue
-  // that commits one group per chunk: the copies of a step have kStages - 1
-  // steps to land instead of one. Chunks past the end commit an empty group so
-  // the count of pending groups stays fixed. Set (c + kStages - 1) % kStages
-  // was last read by chunk c - 1, whose warps are past the step's closing
-  // barrier.
-  template <int kStages, typename Issue>
+  // The walk's copy pipeline: kStages buffer sets, chunks kStages - 1 ahead, for
+  // an issue that commits kGroups groups per chunk. Chunks past the end commit
+  // empty groups so the count of pending groups stays fixed. Set
+  // (c + kStages - 1) % kStages was last read by chunk c - 1, whose warps are
+  // past the step's closing barrier. begin_step returns chunk c's set, its copies
+  // landed and visible to the block.
+  template <int kStages, int kGroups, typename Issue>
   __device__ __forceinline__ void prologue(Issue& issue) const {
 #pragma unroll
-    for (int c = 0; c < kStages - 1; ++c) issue_or_skip(c, c, issue);
+    for (int c = 0; c < kStages - 1; ++c) issue_or_skip<kGroups>(c, c, issue);
   }
-  template <int kStages, typename Issue>
-  __device__ __forceinline__ int begin_step_deep(int c, Issue& issue) const {
+  template <int kStages, int kGroups, typename Issue>
+  __device__ __forceinline__ int begin_step(int c, Issue& issue) const {
     const int ahead = c + kStages - 1;
-    issue_or_skip(ahead, ahead % kStages, issue);
-    async_wait_older<kStages - 1>();
+    issue_or_skip<kGroups>(ahead, ahead % kStages, issue);
+    async_wait_older<kGroups * (kStages - 1)>();
     return c % kStages;
   }
-  template <typename Issue>
+  template <int kGroups, typename Issue>
   __device__ __forceinline__ void issue_or_skip(int c, int b, Issue& issue) const {
-    if (c < nc) issue(c, b);
-    else async_commit();
+    if (c < nc) {
+      issue(c, b);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kGroups; ++i) async_commit();
+    }
   }
   // Chunk c's operands by cp.async, three groups: its k or v column tile into X,
   // its W slice into W (W's rows hold T values at the start of each fp32 token
@@ -313,11 +304,11 @@ __global__ void __launch_bounds__(kThreads) state_walk_kernel(
     const int i = idx / cols, j = idx - i * cols;
     Hs[i * L_.ldh + j] = init != nullptr ? init[nh * size + off + i * ld + j] : 0.f;
   }
-  if (nc > 0) issue(0, 0);
+  wt.template prologue<2, 3>(issue);  // issue commits three groups per chunk
   T* state = is_k ? hk : hv;
   const int quads = cols / 4;
   for (int c = 0; c < nc; ++c) {
-    const int b = wt.begin_step(c, issue);
+    const int b = wt.template begin_step<2, 3>(c, issue);
     // The chunk-start state out, then decayed by the chunk's total.
     const int64_t unit = (first + c) * H + h;
     const float* gL = L_.gl(smem_raw, b);
@@ -384,10 +375,10 @@ __global__ void __launch_bounds__(kWalkThreads, 1) state_walk_regs_kernel(
 #pragma unroll
     for (int e = 0; e < 4; ++e)
       acc[nt][e] = init != nullptr ? init[nh * size + off + row_of(e) * ld + col_of(nt, e)] : 0.f;
-  wt.template prologue<kWalkStages>(issue);
+  wt.template prologue<kWalkStages, 1>(issue);
   T* state = is_k ? hk : hv;
   for (int c = 0; c < nc; ++c) {
-    const int b = wt.template begin_step_deep<kWalkStages>(c, issue);
+    const int b = wt.template begin_step<kWalkStages, 1>(c, issue);
     const int64_t unit = (first + issue.chunk_at(c)) * H + h;
     const float* gL = L_.gl(smem_raw, b);
     T* out = state + unit * size + off;
@@ -421,6 +412,31 @@ __global__ void __launch_bounds__(kWalkThreads, 1) state_walk_regs_kernel(
       for (int e = 0; e < 4; ++e) fin[nh * size + off + row_of(e) * ld + col_of(nt, e)] = acc[nt][e];
 }
 
+// The walk's grid: (N * tiles, H), tiles as in WalkTile.
+dim3 walk_grid(const Plan& p) {
+  const int nm = static_cast<int>(p.M) / slice_of(static_cast<int>(p.M));
+  const int64_t tiles = (p.K / kWalkCols) * nm + nm * (p.V / kWalkCols);
+  return dim3(static_cast<unsigned>(p.N * tiles), static_cast<unsigned>(p.H));
+}
+
+// The register walk (16-bit T) in either direction: op says what it multiplies;
+// init (nullptr = zero) starts it, out gets each chunk's state, fin the last.
+template <typename T>
+void launch_regs_walk(const Plan& p, const WalkOperands<T>& op, const float* init_k,
+                      const float* init_v, void* out_k, void* out_v, float* fin_k, float* fin_v,
+                      cudaStream_t stream) {
+  const size_t smem = WalkSmem<T>(static_cast<int>(p.M), kWalkStages, false).bytes();
+  auto launch = [&](auto kernel) {
+    set_smem(kernel, smem, "gsa state_walk_regs_kernel");
+    kernel<<<walk_grid(p), kWalkThreads, smem, stream>>>(
+        chunk_map(p), p.H, p.K, p.V, p.M, op, p.gl, init_k, init_v, static_cast<T*>(out_k),
+        static_cast<T*>(out_v), fin_k, fin_v);
+  };
+  if (slice_of(static_cast<int>(p.M)) == kTile) launch(state_walk_regs_kernel<T, 2>);
+  else launch(state_walk_regs_kernel<T, 1>);
+  RAVENSP_LAUNCH_CHECK("gsa state_walk_regs_kernel");
+}
+
 template <typename T>
 void walk_typed(const Plan& p, const void* k, const void* v, const void* s, const void* g,
                 const float* init_k, const float* init_v, float* out_k, float* out_v,
@@ -430,32 +446,19 @@ void walk_typed(const Plan& p, const void* k, const void* v, const void* s, cons
   walk_prep_kernel<T><<<dim3(p.NC, p.H, nm), kThreads, prep_smem, stream>>>(
       chunk_map(p), p.H, p.M, static_cast<const T*>(s), static_cast<const T*>(g), wbuf, p.gl);
   RAVENSP_LAUNCH_CHECK("gsa walk_prep_kernel");
-  const int64_t tiles = (p.K / kWalkCols) * nm + nm * (p.V / kWalkCols);
-  const int M = static_cast<int>(p.M);
-  const dim3 grid(static_cast<unsigned>(p.N * tiles), static_cast<unsigned>(p.H));
   if constexpr (sizeof(T) == 2) {  // the state in registers (mma.sync)
-    const size_t smem = WalkSmem<T>(M, kWalkStages, false).bytes();
-    auto launch = [&](auto kernel) {
-      set_smem(kernel, smem, "gsa state_walk_regs_kernel");
-      const T* w = reinterpret_cast<const T*>(wbuf);
-      const WalkOperands<T> op{static_cast<const T*>(k), static_cast<const T*>(v), w, w,
-                               p.H * p.M * static_cast<int64_t>(sizeof(float) / sizeof(T)),
-                               false};
-      kernel<<<grid, kWalkThreads, smem, stream>>>(chunk_map(p), p.H, p.K, p.V, p.M, op, p.gl,
-                                                   init_k, init_v, static_cast<T*>(p.hk),
-                                                   static_cast<T*>(p.hv), out_k, out_v);
-    };
-    if (MS == kTile) launch(state_walk_regs_kernel<T, 2>);
-    else launch(state_walk_regs_kernel<T, 1>);
-    RAVENSP_LAUNCH_CHECK("gsa state_walk_regs_kernel");
-    return;
+    const T* w = reinterpret_cast<const T*>(wbuf);
+    const WalkOperands<T> op{static_cast<const T*>(k), static_cast<const T*>(v), w, w,
+                             p.H * p.M * static_cast<int64_t>(sizeof(float) / sizeof(T)), false};
+    launch_regs_walk<T>(p, op, init_k, init_v, p.hk, p.hv, out_k, out_v, stream);
+  } else {  // fp32: the state tile in shared memory
+    const size_t smem = WalkSmem<T>(static_cast<int>(p.M), 2, true).bytes();
+    set_smem(state_walk_kernel<T>, smem, "gsa state_walk_kernel");
+    state_walk_kernel<T><<<walk_grid(p), kThreads, smem, stream>>>(
+        chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v),
+        wbuf, p.gl, init_k, init_v, static_cast<T*>(p.hk), static_cast<T*>(p.hv), out_k, out_v);
+    RAVENSP_LAUNCH_CHECK("gsa state_walk_kernel");
   }
-  const size_t smem = WalkSmem<T>(M, 2, true).bytes();
-  set_smem(state_walk_kernel<T>, smem, "gsa state_walk_kernel");
-  state_walk_kernel<T><<<grid, kThreads, smem, stream>>>(
-      chunk_map(p), p.H, p.K, p.V, p.M, static_cast<const T*>(k), static_cast<const T*>(v), wbuf,
-      p.gl, init_k, init_v, static_cast<T*>(p.hk), static_cast<T*>(p.hv), out_k, out_v);
-  RAVENSP_LAUNCH_CHECK("gsa state_walk_kernel");
 }
 
 // About one wave of the register walk's blocks on an H100 (132 SMs, one each).
@@ -466,30 +469,17 @@ constexpr int64_t kWalkMinBlocks = 128;
 bool use_walk(const Plan& p) {
   const char* env = std::getenv("RAVENSP_GSA_STATES");  // checked by check_state_route
   if (env != nullptr && *env != '\0') return std::strcmp(env, "walk") == 0;
-  const int MS = slice_of(static_cast<int>(p.M)), nm = static_cast<int>(p.M) / MS;
-  const int64_t tiles = (p.K / kWalkCols) * nm + nm * (p.V / kWalkCols);
-  return p.N * p.H * tiles >= kWalkMinBlocks;
+  const dim3 grid = walk_grid(p);
+  return static_cast<int64_t>(grid.x) * grid.y >= kWalkMinBlocks;
 }
 
 template <typename T>
 void reverse_walk_typed(const Plan& p, const void* q, const void* dout, const void* ow,
                         const void* pw, const float* end_k, const float* end_v, float* d0_k,
                         float* d0_v, void* dhk, void* dhv, cudaStream_t stream) {
-  const int MS = slice_of(static_cast<int>(p.M)), nm = static_cast<int>(p.M) / MS;
-  const int64_t tiles = (p.K / kWalkCols) * nm + nm * (p.V / kWalkCols);
-  const dim3 grid(static_cast<unsigned>(p.N * tiles), static_cast<unsigned>(p.H));
-  const size_t smem = WalkSmem<T>(static_cast<int>(p.M), kWalkStages, false).bytes();
   const WalkOperands<T> op{static_cast<const T*>(q), static_cast<const T*>(dout),
                            static_cast<const T*>(ow), static_cast<const T*>(pw), p.H * p.M, true};
-  auto launch = [&](auto kernel) {
-    set_smem(kernel, smem, "gsa state_walk_regs_kernel (reverse)");
-    kernel<<<grid, kWalkThreads, smem, stream>>>(chunk_map(p), p.H, p.K, p.V, p.M, op, p.gl,
-                                                 end_k, end_v, static_cast<T*>(dhk),
-                                                 static_cast<T*>(dhv), d0_k, d0_v);
-  };
-  if (MS == kTile) launch(state_walk_regs_kernel<T, 2>);
-  else launch(state_walk_regs_kernel<T, 1>);
-  RAVENSP_LAUNCH_CHECK("gsa state_walk_regs_kernel (reverse)");
+  launch_regs_walk<T>(p, op, end_k, end_v, dhk, dhv, d0_k, d0_v, stream);
 }
 
 }  // namespace
